@@ -1,0 +1,1 @@
+"""The mammography lesion detector: phantom generator (torch-free), model, training, export and build."""
