@@ -1,0 +1,56 @@
+"""Container entry point: `python -m transformers_pre --model mammography --predictor_host HOST:PORT ...`.
+
+Takes KServe's own ModelServer flags (`--http_port`, `--grpc_port`, `--predictor_host`,
+`--predictor_protocol`, `--workers`, ...) plus `--model`, repeatable, to serve several public models from one
+process (the local stack serves both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from kserve import model_server
+
+from .logs import configure_logging
+from .predictor import PredictorClient
+from .server import make_model_server
+from .settings import Settings
+
+MODEL_NAMES = ("mammography", "sentiment")
+
+
+def build_models(names: list[str], settings: Settings, predictor: PredictorClient) -> list:
+    """Instantiate and load the named public models (imports are lazy: each pulls its own stack)."""
+    models = []
+    for name in names:
+        if name == "sentiment":
+            from .text.model import SentimentModel
+
+            models.append(SentimentModel(settings, predictor))
+        elif name == "mammography":
+            from .dicom.model import MammographyModel
+
+            models.append(MammographyModel(settings, predictor))
+    for model in models:
+        model.load()
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
+    parser.add_argument("--model", action="append", choices=MODEL_NAMES, required=True,
+                        help="Public model to serve; repeat to serve several.")
+    args, _ = parser.parse_known_args()
+    settings = Settings()
+    configure_logging(settings.log_format)
+    protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" else "v2"
+    predictor = PredictorClient(args.predictor_host, protocol, settings.predictor)
+    models = build_models(list(dict.fromkeys(args.model)), settings, predictor)
+    logging.getLogger("duet").info("serving %s with predictor %s (%s)", [m.name for m in models],
+                                   args.predictor_host, protocol)
+    make_model_server(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers).start(models)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The transport adapters: KServe's ModelServer with duet's error mapping and a binary-safe v2 decoder.
+
+The models (`text.model`, `dicom.model`) know nothing about HTTP or gRPC; this module wires them into KServe.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from kserve import InferInput, InferRequest, ModelServer
+from kserve.errors import InvalidInput
+from kserve.model_server import app as kserve_app
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import RequestedOutput
+
+from .errors import DuetError
+
+logger = logging.getLogger("duet.server")
+
+INFERENCE_HEADER = "inference-header-content-length"
+
+
+class BinarySafeDataPlane(DataPlane):
+    """KServe's DataPlane, except that REST binary-extension BYTES stay bytes.
+
+    KServe 0.21's `InferRequest.from_bytes` re-encodes every binary BYTES element as a UTF-8 string, which
+    fails on (and echoes) arbitrary binary data such as a DICOM file. Here the raw bytes are kept, and the
+    codecs decide per input whether they are text or blobs.
+    """
+
+    def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> InferRequest:
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        json_length = headers.get(INFERENCE_HEADER)
+        if json_length is None or not json_length.isdigit() or int(json_length) > len(body):
+            raise InvalidInput(f"binary request needs a valid '{INFERENCE_HEADER}' header")
+        return parse_binary_request(body, int(json_length), model_name)
+
+
+def parse_binary_request(body: bytes, json_length: int, model_name: str) -> InferRequest:
+    """A v2 REST request with the binary tensor extension: JSON header, then each input's raw bytes."""
+    try:
+        header = orjson.loads(body[:json_length])
+        declared_inputs = header["inputs"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        raise InvalidInput(f"unreadable v2 request header: {error}") from None
+    offset = json_length
+    inputs: list[InferInput] = []
+    for declared in declared_inputs:
+        try:
+            infer_input = InferInput(
+                name=declared["name"],
+                shape=declared["shape"],
+                datatype=declared["datatype"],
+                parameters=declared.get("parameters"),
+            )
+        except (KeyError, TypeError) as error:
+            raise InvalidInput(f"input is missing a field: {error}") from None
+        if declared.get("data") is not None:
+            infer_input.data = declared["data"]
+        else:
+            size = (declared.get("parameters") or {}).get("binary_data_size")
+            if not isinstance(size, int) or size < 0 or offset + size > len(body):
+                raise InvalidInput(f"input {infer_input.name!r} has a missing or wrong 'binary_data_size'")
+            infer_input._raw_data = body[offset : offset + size]
+            offset += size
+        inputs.append(infer_input)
+    outputs = [
+        RequestedOutput(name=output["name"], parameters=output.get("parameters"))
+        for output in header.get("outputs") or []
+    ]
+    return InferRequest(
+        model_name=model_name,
+        request_id=header.get("id"),
+        parameters=header.get("parameters"),
+        infer_inputs=inputs,
+        request_outputs=outputs or None,
+    )
+
+
+async def duet_error_handler(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DuetError)
+    log = logger.warning if error.status < 500 else logger.error
+    log("request failed: %s %s", int(error.status), error.message)
+    return JSONResponse(status_code=int(error.status), content={"error": error.message})
+
+
+def make_model_server(**kwargs: Any) -> ModelServer:
+    """A KServe ModelServer with duet's DataPlane and error handlers installed."""
+    server = ModelServer(**kwargs)
+    server.dataplane = BinarySafeDataPlane(model_registry=server.registered_models)
+    # Starlette picks the handler of the most specific class, so this wins over KServe's catch-all.
+    kserve_app.add_exception_handler(DuetError, duet_error_handler)
+    return server

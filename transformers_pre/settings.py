@@ -1,0 +1,67 @@
+"""Typed configuration for the transformers (pydantic-settings, environment prefix `DUET_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PredictorSettings(BaseSettings):
+    """How a transformer calls its Triton predictor."""
+
+    model_config = SettingsConfigDict(env_prefix="DUET_PREDICTOR_", extra="ignore")
+
+    timeout_seconds: float = Field(30.0, gt=0, description="Deadline of one predictor call.")
+    retries: int = Field(2, ge=0, le=10, description="Extra attempts, only on UNAVAILABLE / 503.")
+    retry_backoff_seconds: float = Field(0.2, ge=0, description="First backoff; doubles per attempt.")
+
+
+class TextSettings(BaseSettings):
+    """The `sentiment` transformer."""
+
+    model_config = SettingsConfigDict(env_prefix="DUET_TEXT_", extra="ignore")
+
+    max_batch_texts: int = Field(256, ge=1, description="Largest number of texts accepted in one request.")
+    max_length: int | None = Field(
+        None, ge=2, description="Token cap; default is the model's own (preprocess.json beside it)."
+    )
+    predictor_batch: int = Field(
+        64, ge=1, description="Texts per predictor call; larger requests are split (max_batch_size in Triton)."
+    )
+
+
+class DicomSettings(BaseSettings):
+    """The `mammography` transformer: intake caps and post-processing thresholds."""
+
+    model_config = SettingsConfigDict(env_prefix="DUET_DICOM_", extra="ignore")
+
+    max_images: int = Field(4, ge=1, le=4)
+    max_file_bytes: int = Field(160 * 1024 * 1024, description="Per DICOM file.")
+    max_rows: int = Field(6144, description="Fits a 4096x3328 mammogram with room to spare.")
+    max_columns: int = Field(6144)
+    max_frames: int = Field(1)
+    max_inflated_bytes: int = Field(256 * 1024 * 1024, description="Cap when inflating Deflated syntax.")
+    decode_workers: int = Field(4, ge=1, description="Views decoded concurrently (codecs release the GIL).")
+    score_threshold: float = Field(0.3, ge=0, le=1)
+    nms_iou: float = Field(0.5, gt=0, le=1)
+    quality_threshold: float = Field(0.5, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    """Top-level settings shared by both transformers."""
+
+    model_config = SettingsConfigDict(env_prefix="DUET_", extra="ignore")
+
+    model_repository: Path = Field(
+        Path("predictors/model_repository"),
+        description="Folder with the predictor's models and their side files (tokenizer.json, labels.txt); "
+        "on a cluster the same storageUri mounted at /mnt/models.",
+    )
+    predictor_protocol: Literal["grpc-v2", "v2"] = "grpc-v2"
+    log_format: Literal["json", "text"] = "json"
+    predictor: PredictorSettings = Field(default_factory=PredictorSettings)
+    text: TextSettings = Field(default_factory=TextSettings)
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
