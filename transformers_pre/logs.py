@@ -36,3 +36,5 @@ def configure_logging(log_format: str) -> None:
         logger.handlers = [handler]
         logger.propagate = name == ""
     logging.getLogger().setLevel(logging.INFO)
+    # KServe's per-request timing lines duplicate the access log and duet's metrics.
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)

@@ -49,6 +49,16 @@ class SentimentModel(DuetModel):
         self.labels: list[str] = []
         self.tokenizer: TextTokenizer | None = None
 
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.labels) or 3]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "entropy", "datatype": "FP32", "shape": [-1]},
+        ]
+
     def load(self) -> bool:
         folder = self.settings.model_repository / PREDICTOR_MODEL
         self.labels = (folder / "labels.txt").read_text().split()

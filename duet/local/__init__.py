@@ -1,0 +1,1 @@
+"""The embedded local stack: a real Triton (or the ONNX Runtime fallback) plus the transformers on 127.0.0.1."""

@@ -1,0 +1,136 @@
+"""Fallback predictor: the model repository served over v2 REST and gRPC by KServe with ONNX Runtime.
+
+Used where the bundled Triton cannot run. Same model names, tensor names and v2 metadata as Triton, and a small
+dynamic batcher (requests gathered up to `max_batch_size` rows or `max_queue_delay_microseconds`, one ONNX
+Runtime call, outputs split back). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
+
+Run as `python -m duet.local.ort_predictor --models-file models.json --http_port 8000 --grpc_port 8001`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from kserve import InferRequest, InferResponse, Model, ModelServer, model_server
+from kserve.errors import InvalidInput
+from kserve.utils.utils import from_np_dtype
+
+logger = logging.getLogger("duet.ort_predictor")
+
+ONNX_TO_V2 = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(float16)": "FP16"}
+
+
+def execution_providers(tensorrt: bool) -> list[str]:
+    """CUDA (and TensorRT when asked) before CPU where onnxruntime-gpu sees a GPU; CPU only otherwise."""
+    available = ort.get_available_providers()
+    wanted = (["TensorrtExecutionProvider"] if tensorrt else []) + ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [provider for provider in wanted if provider in available]
+
+
+@dataclass
+class _Pending:
+    feeds: dict[str, np.ndarray]
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class OnnxModel(Model):
+    """One ONNX model behind a dynamic batcher."""
+
+    def __init__(self, name: str, onnx: str, max_batch_size: int, max_queue_delay_us: int, providers: list[str]) -> None:
+        super().__init__(name)
+        self.session = ort.InferenceSession(onnx, providers=providers)
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_delay = max_queue_delay_us / 1e6
+        self.inputs = self.session.get_inputs()
+        self.outputs = self.session.get_outputs()
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self.ready = True
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": ONNX_TO_V2[t.type], "shape": [-1] * len(t.shape)} for t in self.inputs]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": ONNX_TO_V2[t.type],
+                 "shape": [d if isinstance(d, int) else -1 for d in t.shape]} for t in self.outputs]
+
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+        try:
+            feeds = {tensor.name: payload.get_input_by_name(tensor.name).as_numpy() for tensor in self.inputs}
+        except AttributeError:
+            raise InvalidInput(f"model {self.name} needs inputs {[t.name for t in self.inputs]}") from None
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self._batcher())
+        pending = _Pending(feeds)
+        await self._queue.put(pending)
+        results = await pending.future
+        from kserve import InferOutput
+
+        outputs = []
+        for tensor, array in zip(self.outputs, results):
+            output = InferOutput(name=tensor.name, shape=list(array.shape), datatype=from_np_dtype(array.dtype))
+            output.set_data_from_numpy(array, binary_data=True)
+            outputs.append(output)
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outputs,
+                             use_binary_outputs=True)
+
+    async def _batcher(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            gathered = [await self._queue.get()]
+            rows = next(iter(gathered[0].feeds.values())).shape[0]
+            deadline = loop.time() + self.max_delay
+            while rows < self.max_batch_size:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    pending = await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                gathered.append(pending)
+                rows += next(iter(pending.feeds.values())).shape[0]
+            await self._run(gathered)
+
+    async def _run(self, gathered: list[_Pending]) -> None:
+        sizes = [next(iter(p.feeds.values())).shape[0] for p in gathered]
+        feeds = {}
+        for tensor in self.inputs:
+            arrays = [p.feeds[tensor.name] for p in gathered]
+            longest = np.max([a.shape for a in arrays], axis=0)
+            arrays = [np.pad(a, [(0, 0)] + [(0, t - s) for s, t in zip(a.shape[1:], longest[1:])]) for a in arrays]
+            feeds[tensor.name] = np.concatenate(arrays)
+        try:
+            results = await asyncio.to_thread(self.session.run, None, feeds)
+        except Exception as error:  # the batch failed: every request in it gets the reason
+            for pending in gathered:
+                pending.future.set_exception(InvalidInput(str(error)))
+            return
+        bounds = np.cumsum([0, *sizes])
+        for pending, start, stop in zip(gathered, bounds[:-1], bounds[1:]):
+            pending.future.set_result([np.ascontiguousarray(r[start:stop]) for r in results])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
+    parser.add_argument("--models-file", required=True, help="JSON list of {name, onnx, max_batch_size, max_queue_delay_us}")
+    parser.add_argument("--tensorrt", action="store_true")
+    args, _ = parser.parse_known_args()
+    providers = execution_providers(args.tensorrt)
+    logger.info("ONNX Runtime providers: %s", providers)
+    with open(args.models_file) as handle:
+        specs = json.load(handle)
+    models = [OnnxModel(s["name"], s["onnx"], s["max_batch_size"], s["max_queue_delay_us"], providers) for s in specs]
+    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start(models)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Build the shipped models reproducibly, with a cache keyed by a hash of each recipe.
+
+A recipe hash covers the recipe itself (seeds, steps, sizes), the source of the model's build package and the
+versions of the packages that shape the result. An unchanged recipe is copied from the cache instead of being
+retrained; the cache lives outside the clone (`duet.paths.cache_dir()`) so fresh clones and CI reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from .cards import package_versions
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+BUILDERS = {"mammo_detector": "detector", "sentiment": "sentiment"}
+ALIASES = {"detector": "mammo_detector", "mammo_detector": "mammo_detector", "sentiment": "sentiment"}
+HASHED_PACKAGES = ["torch", "onnx", "onnxruntime", "transformers", "tokenizers", "numpy", "scikit-learn"]
+STAMP = ".recipe"
+
+
+def recipe_hash(model: str, recipe: dict[str, Any]) -> str:
+    """sha256 (first 16 hex digits) of the recipe, the build package's sources and the key package versions."""
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
+    sources = sorted((PACKAGE_ROOT / BUILDERS[model]).rglob("*.py")) + [PACKAGE_ROOT / "cards.py"]
+    for source in sources:
+        digest.update(source.relative_to(PACKAGE_ROOT).as_posix().encode())
+        digest.update(source.read_bytes())
+    digest.update(json.dumps(package_versions(HASHED_PACKAGES), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _install(built: Path, model_dir: Path, stamp: str) -> None:
+    """Replace the generated files of a repository model folder (config.pbtxt stays) with a built one."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for entry in model_dir.iterdir():
+        if entry.name == "config.pbtxt":
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for entry in built.iterdir():
+        if entry.name == STAMP:
+            continue
+        target = model_dir / entry.name
+        shutil.copytree(entry, target) if entry.is_dir() else shutil.copy2(entry, target)
+    (model_dir / STAMP).write_text(stamp + "\n")
+
+
+def build_model(
+    model: str,
+    repository: Path,
+    cache: Path,
+    progress: Progress,
+    *,
+    quick: bool = False,
+    force: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Build (or fetch from the cache) one model into `repository/<model>`; returns its card."""
+    builder = importlib.import_module(f"predictors.{BUILDERS[model]}.build")
+    recipe = builder.recipe(quick=quick)
+    stamp = f"{model}-{'quick-' if quick else ''}{recipe_hash(model, recipe)}"
+    model_dir = repository / model
+    cached = cache / "models" / stamp
+    if not force and (model_dir / STAMP).exists() and (model_dir / STAMP).read_text().strip() == stamp:
+        say(f"{model}: up to date ({stamp})")
+        return json.loads((model_dir / "card.json").read_text())
+    if force or not (cached / STAMP).exists():
+        say(f"{model}: building recipe {stamp}")
+        partial = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        builder.build(partial, recipe, progress)
+        (partial / STAMP).write_text(stamp + "\n")
+        shutil.rmtree(cached, ignore_errors=True)
+        partial.rename(cached)
+    else:
+        say(f"{model}: cached build {stamp}")
+    _install(cached, model_dir, stamp)
+    return json.loads((model_dir / "card.json").read_text())

@@ -1,0 +1,1 @@
+"""The Python-backend model that serves an ONNX file with ONNX Runtime inside the local Triton."""
