@@ -79,6 +79,7 @@ def up(
     predictor: Predictor = typer.Option(Predictor.auto, envvar="DUET_PREDICTOR",
                                         help="Triton (bundled binary), the ONNX Runtime fallback, or auto."),
     int8: bool = typer.Option(False, envvar="DUET_INT8", help="Serve INT8 variants where built (CPU speed)."),
+    workers: int = typer.Option(1, envvar="DUET_WORKERS", help="Transformer REST worker processes."),
     prometheus: bool = typer.Option(False, help="Also run Prometheus on 127.0.0.1:9090 with duet's rules."),
     prometheus_port: int = typer.Option(9090, envvar="DUET_PROMETHEUS_PORT"),
 ) -> None:
@@ -89,7 +90,7 @@ def up(
     config = StackConfig(
         model_repository=model_repository.resolve(), run_dir=run_dir.resolve(), http_port=http_port,
         grpc_port=grpc_port, triton=TritonPorts(triton_http_port, triton_grpc_port, triton_metrics_port),
-        predictor=predictor.value, int8=int8,
+        predictor=predictor.value, int8=int8, workers=workers,
     )
     stack = LocalStack(config, say=console.print)
     stopping = threading.Event()

@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+from pathlib import Path
 
-from kserve import model_server
 
-from .logs import configure_logging
-from .predictor import PredictorClient
-from .server import make_model_server
-from .settings import Settings
+def _fresh_multiprocess_dir() -> None:
+    # Must run before prometheus_client is imported (kserve imports it): stale files from a previous run
+    # would otherwise be summed into this run's counters.
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+_fresh_multiprocess_dir()
+
+from kserve import logging as kserve_logging  # noqa: E402
+from kserve import model_server  # noqa: E402
+
+from .logs import log_config  # noqa: E402
+from .predictor import PredictorClient  # noqa: E402
+from .server import make_model_server  # noqa: E402
+from .settings import Settings  # noqa: E402
 
 MODEL_NAMES = ("mammography", "sentiment")
 
@@ -43,7 +59,8 @@ def main() -> None:
                         help="Public model to serve; repeat to serve several.")
     args, _ = parser.parse_known_args()
     settings = Settings()
-    configure_logging(settings.log_format)
+    model_server.args.log_config_file = log_config(settings.log_format)
+    kserve_logging.configure_logging(model_server.args.log_config_file)
     protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" else "v2"
     predictor = PredictorClient(args.predictor_host, protocol, settings.predictor)
     models = build_models(list(dict.fromkeys(args.model)), settings, predictor)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
+from contextvars import ContextVar
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("duet_request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,7 +20,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = getattr(record, "request_id", None)
+        request_id = REQUEST_ID.get()
         if request_id:
             entry["request_id"] = request_id
         if record.exc_info and record.exc_info[0] is not None:
@@ -26,15 +28,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(log_format: str) -> None:
-    """Route duet's, KServe's and uvicorn's loggers to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("", "kserve", "uvicorn", "uvicorn.error", "uvicorn.access", "duet"):
-        logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.propagate = name == ""
-    logging.getLogger().setLevel(logging.INFO)
-    # KServe's per-request timing lines duplicate the access log and duet's metrics.
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+def log_config(log_format: str) -> dict:
+    """A logging dictConfig routing duet's, KServe's and uvicorn's loggers to stderr in the chosen format.
+
+    Passed to KServe as its log config too, so REST worker processes it spawns log the same way.
+    """
+    formatter = (
+        {"()": "transformers_pre.logs.JsonFormatter"}
+        if log_format == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    )
+    quiet = {"level": "WARNING"}  # KServe's per-request timing lines duplicate the access log and metrics
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"duet": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "duet", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "loggers": {
+            name: {"handlers": [], "propagate": True, "level": "INFO"}
+            for name in ("kserve", "uvicorn", "uvicorn.error", "uvicorn.access", "duet")
+        } | {"kserve.trace": {"handlers": [], "propagate": True, **quiet}},
+    }

@@ -6,11 +6,15 @@ The models (`text.model`, `dicom.model`) know nothing about HTTP or gRPC; this m
 from __future__ import annotations
 
 import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 from kserve import InferInput, InferRequest, ModelServer
 from kserve.errors import InvalidInput
 from kserve.model_server import app as kserve_app
@@ -18,6 +22,7 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import RequestedOutput
 
 from .errors import DuetError
+from .logs import REQUEST_ID
 
 logger = logging.getLogger("duet.server")
 
@@ -89,10 +94,38 @@ async def duet_error_handler(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=int(error.status), content={"error": error.message})
 
 
+async def metrics_handler(request: Request) -> Response:
+    """Prometheus exposition; with several workers, the sum over all of them (PROMETHEUS_MULTIPROC_DIR)."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+    return Response(content=encoder(registry), headers={"content-type": content_type})
+
+
+async def request_id_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Tag every log line of a request with its id (the client's x-request-id, or a new one) and echo it."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    token = REQUEST_ID.set(request_id)
+    try:
+        response = await call_next(request)
+    finally:
+        REQUEST_ID.reset(token)
+    response.headers["x-request-id"] = request_id
+    return response
+
+
+# Installed when this module is imported, which also happens inside every REST worker process KServe spawns
+# (they unpickle BinarySafeDataPlane from here) before the app starts. Starlette picks the handler of the most
+# specific exception class, and the first matching route, so these win over KServe's catch-alls.
+kserve_app.add_exception_handler(DuetError, duet_error_handler)
+kserve_app.add_api_route("/metrics", metrics_handler, methods=["GET"])
+kserve_app.middleware("http")(request_id_middleware)
+
+
 def make_model_server(**kwargs: Any) -> ModelServer:
-    """A KServe ModelServer with duet's DataPlane and error handlers installed."""
+    """A KServe ModelServer with duet's binary-safe DataPlane."""
     server = ModelServer(**kwargs)
     server.dataplane = BinarySafeDataPlane(model_registry=server.registered_models)
-    # Starlette picks the handler of the most specific class, so this wins over KServe's catch-all.
-    kserve_app.add_exception_handler(DuetError, duet_error_handler)
     return server

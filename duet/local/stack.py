@@ -42,6 +42,7 @@ class StackConfig:
     models: tuple[str, ...] = ("mammography", "sentiment")
     int8: bool = False
     threads: int = 0
+    workers: int = 1
     ready_timeout_s: float = 180.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -159,10 +160,12 @@ class LocalStack:
             sys.executable, "-m", "transformers_pre",
             *[f"--model={name}" for name in self.models],
             f"--predictor_host={self.triton_grpc}", "--predictor_protocol=grpc-v2",
-            f"--http_port={config.http_port}", f"--grpc_port={config.grpc_port}",
+            f"--http_port={config.http_port}", f"--grpc_port={config.grpc_port}", f"--workers={config.workers}",
         ]
         env = {
             **os.environ, "PYTHONPATH": str(ROOT), "DUET_MODEL_REPOSITORY": str(config.model_repository),
+            # One metrics folder per stack, so several REST workers report one sum.
+            "PROMETHEUS_MULTIPROC_DIR": str(config.run_dir / "prometheus-multiproc"),
             **config.extra_env,
         }
         self._spawn("transformer", command, env)
