@@ -1,0 +1,173 @@
+"""From a windowed mammogram to the detector's input, keeping the exact transform so boxes map back.
+
+Coordinate conventions (every function here): continuous pixel coordinates, x along columns, y along rows, pixel
+(row r, column c) covering [c, c+1) x [r, r+1); a box is (x_min, y_min, x_max, y_max). "Stored" coordinates are
+those of the image as stored in the DICOM file (Columns x Rows); "model" coordinates are those of the detector's
+H x W input.
+
+The forward transform, per image (`ViewTransform`):
+1. crop the stored image to the breast bounding box [x0, x1) x [y0, y1);
+2. resize the crop with cv2.INTER_AREA by (sx, sy) = (new_w / crop_w, new_h / crop_h), the largest aspect-preserving
+   size that fits inside W x H;
+3. mirror horizontally when the chest wall is on the right, so the breast always sits on the left;
+4. pad with 0 at the right and bottom up to W x H.
+So x_model = (x - x0) * sx, or new_w - (x - x0) * sx when mirrored, and y_model = (y - y0) * sy. The inverse is
+exact up to float rounding.
+
+Breast bounding box: on a strided preview of the windowed image (at most `PREVIEW_SIDE` pixels per side), Otsu's
+threshold (halved, to keep the thin tissue near the skin line) separates tissue from air; the largest connected component is the breast (markers and labels burnt into
+the background are smaller components and are ignored); its box grows by one preview pixel on each side. A preview
+without a clear foreground (uniform, blank) keeps the whole image.
+
+Orientation (where the chest wall is): the side of the breast component that holds more tissue (the chest wall
+side is the broad base of the half-ellipse; the nipple side tapers). When the two sides are within
+`ORIENTATION_MARGIN` of each other, the header decides: PatientOrientation's row direction ("A": columns run
+towards anterior, chest wall left; "P": chest wall right), then ImageLaterality (by the usual hanging convention
+right breasts are stored chest wall right). Otherwise no mirroring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PREVIEW_SIDE = 512
+ORIENTATION_MARGIN = 0.15
+MIN_BREAST_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class ViewTransform:
+    """The exact stored -> model transform of one image (see the module docstring)."""
+
+    stored_shape: tuple[int, int]  # (rows, columns) as stored
+    crop: tuple[int, int, int, int]  # (x0, y0, x1, y1), stored pixels, end-exclusive
+    resized: tuple[int, int]  # (new_h, new_w), model pixels, the image part of the H x W input
+    mirrored: bool
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sx, sy): model pixels per stored pixel along x and y."""
+        x0, y0, x1, y1 = self.crop
+        return self.resized[1] / (x1 - x0), self.resized[0] / (y1 - y0)
+
+    def to_model(self, boxes: np.ndarray) -> np.ndarray:
+        """Boxes [n, 4] in stored pixels -> model pixels (x_min <= x_max kept when mirroring)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        sx, sy = self.scale
+        x0, y0 = self.crop[0], self.crop[1]
+        xs = (boxes[:, [0, 2]] - x0) * sx
+        ys = (boxes[:, [1, 3]] - y0) * sy
+        if self.mirrored:
+            xs = self.resized[1] - xs[:, ::-1]
+        return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
+
+    def to_stored(self, boxes: np.ndarray, *, clip: bool = True) -> np.ndarray:
+        """Boxes [n, 4] in model pixels -> stored pixels; with `clip`, first limited to the image part of the
+        model input (padding holds no tissue), then to the stored image."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        new_h, new_w = self.resized
+        xs = boxes[:, [0, 2]]
+        ys = boxes[:, [1, 3]]
+        if clip:
+            xs = np.clip(xs, 0.0, new_w)
+            ys = np.clip(ys, 0.0, new_h)
+        if self.mirrored:
+            xs = new_w - xs[:, ::-1]
+        sx, sy = self.scale
+        xs = xs / sx + self.crop[0]
+        ys = ys / sy + self.crop[1]
+        if clip:
+            xs = np.clip(xs, 0.0, self.stored_shape[1])
+            ys = np.clip(ys, 0.0, self.stored_shape[0])
+        return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
+
+
+def preview_step(shape: tuple[int, int]) -> int:
+    """Stride of the preview used to find the breast: at most PREVIEW_SIDE pixels on the longer side."""
+    return max(1, -(-max(shape) // PREVIEW_SIDE))
+
+
+def breast_region(preview: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Bounding box (x0, y0, x1, y1, end-exclusive, preview pixels) and mask of the breast in a uint8 preview.
+
+    None when the preview has no clear foreground (blank or uniform image).
+    """
+    if int(preview.max()) - int(preview.min()) < 8:
+        return None
+    otsu, _ = cv2.threshold(preview, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # Half of Otsu's split: the skin line fades towards air (thinner compressed tissue), and the crop must keep it.
+    foreground = (preview > otsu / 2).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    if count < 2:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    area = int(stats[largest, cv2.CC_STAT_AREA])
+    if area < MIN_BREAST_FRACTION * preview.size:
+        return None
+    x, y, w, h = (int(stats[largest, key]) for key in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
+                                                        cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    return (x, y, x + w, y + h), labels == largest
+
+
+def chest_wall_on_right(mask: np.ndarray | None, header_hint: bool | None) -> bool:
+    """Whether the image must be mirrored: the breast mask's heavier side, else the header's hint, else no."""
+    if mask is not None:
+        columns = mask.sum(axis=0, dtype=np.int64)
+        nonzero = np.flatnonzero(columns)
+        if nonzero.size:
+            x0, x1 = int(nonzero[0]), int(nonzero[-1]) + 1
+            middle = (x0 + x1) // 2
+            left, right = int(columns[x0:middle].sum()), int(columns[middle:x1].sum())
+            total = left + right
+            if total and abs(left - right) / total > ORIENTATION_MARGIN:
+                return right > left
+    return bool(header_hint) if header_hint is not None else False
+
+
+def plan_view(
+    preview: np.ndarray, step: int, stored_shape: tuple[int, int], model_hw: tuple[int, int],
+    header_hint: bool | None = None,
+) -> ViewTransform:
+    """The transform of one image, from its uint8 preview (stored image strided by `step`).
+
+    header_hint: True when the header says the chest wall is on the right, False when on the left, None unknown.
+    """
+    rows, columns = stored_shape
+    region = breast_region(preview)
+    if region is None:
+        crop = (0, 0, columns, rows)
+        mask = None
+    else:
+        (px0, py0, px1, py1), mask = region
+        # One preview pixel of margin, mapped back to stored pixels and clamped to the image.
+        crop = (
+            max((px0 - 1) * step, 0),
+            max((py0 - 1) * step, 0),
+            min((px1 + 1) * step, columns),
+            min((py1 + 1) * step, rows),
+        )
+    mirrored = chest_wall_on_right(mask, header_hint)
+    crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
+    height, width = model_hw
+    scale = min(width / crop_w, height / crop_h)
+    new_w = min(width, max(1, round(crop_w * scale)))
+    new_h = min(height, max(1, round(crop_h * scale)))
+    return ViewTransform(stored_shape=(rows, columns), crop=crop, resized=(new_h, new_w), mirrored=mirrored)
+
+
+def render(windowed_crop: np.ndarray, transform: ViewTransform, model_hw: tuple[int, int]) -> np.ndarray:
+    """The detector input [H, W] float32 in [0, 1] from the windowed crop (uint8, the transform's crop region).
+
+    Resize (INTER_AREA) then mirror then pad: resizing before mirroring touches each stored pixel once and
+    mirrors only the small image.
+    """
+    new_h, new_w = transform.resized
+    resized = cv2.resize(windowed_crop, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if transform.mirrored:
+        resized = resized[:, ::-1]
+    canvas = np.zeros(model_hw, dtype=np.float32)
+    np.multiply(resized, np.float32(1.0 / 255.0), out=canvas[:new_h, :new_w], casting="unsafe")
+    return canvas

@@ -1,0 +1,199 @@
+"""Header-only validation of each DICOM file, before any pixel is decoded.
+
+Every rejection is a `DuetError` naming the image index and the problem; messages quote only technical
+attributes (Modality, Photometric Interpretation, sizes, UIDs of classes and syntaxes), never patient data.
+
+| check | status |
+|---|---|
+| file larger than `max_file_bytes`, Rows/Columns/NumberOfFrames over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
+| not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
+| Modality not MG, a "for processing" image, Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
+
+Caps are checked on header values, so a header claiming 65535 x 65535 pixels is refused before any allocation.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from ..errors import BadRequest, PayloadTooLarge, Unprocessable
+from ..settings import DicomSettings
+from .decode import check_transfer_syntax
+
+# "For processing" SOP classes (raw detector data, not meant for reading): mammography, DX and intra-oral.
+FOR_PROCESSING_SOP_CLASSES = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.1.2.1", "1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.3.1"}
+)
+REQUIRED = ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the intake learnt from one file's header.
+
+    dataset: the header-only dataset (no pixel data). It holds the patient module, which only the SR copies:
+        never log it or put its values in a message.
+    forced: the file has no Part 10 header and was read with pydicom's `force`.
+    """
+
+    index: int
+    dataset: Dataset
+    transfer_syntax: UID
+    forced: bool
+    rows: int
+    columns: int
+    frames: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    photometric: str
+    sop_instance_uid: str
+
+
+def _short(value: object) -> str:
+    """A header value quoted in a message: technical attributes only, bounded in length."""
+    text = str(value).strip()
+    return repr(text if len(text) <= 32 else text[:32] + "...")
+
+
+def _read_meta(blob: bytes, index: int) -> tuple[Dataset | None, int]:
+    """The Part 10 file meta group and the offset right after it; (None, 0) when there is no Part 10 header."""
+    fp = BytesIO(blob)
+    try:
+        if read_preamble(fp, False) is None:
+            return None, 0
+    except InvalidDicomError:
+        return None, 0
+    try:
+        meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
+                            stop_when=lambda tag, vr, length: tag.group != 2)
+    except Exception:  # noqa: BLE001 - a corrupt meta group can fail anywhere in the reader
+        raise BadRequest("the DICOM file meta information (group 0002) is unreadable", image_index=index) from None
+    return meta, fp.tell()
+
+
+def _check_inflated_size(blob: bytes, offset: int, cap: int, index: int) -> None:
+    """Inflate a Deflated dataset up to `cap` + 1 bytes without keeping it: 413 when it would grow past `cap`."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    try:
+        # Chunked so a small bomb never holds more than one chunk of output in memory.
+        chunk = inflater.decompress(blob[offset:], 16 * 1024 * 1024)
+        while chunk:
+            inflated += len(chunk)
+            if inflated > cap:
+                raise PayloadTooLarge(
+                    f"the Deflated dataset inflates to more than {cap} bytes (limit)", image_index=index
+                )
+            chunk = inflater.decompress(inflater.unconsumed_tail, 16 * 1024 * 1024)
+    except zlib.error:
+        raise BadRequest("the Deflated dataset is not valid deflate data", image_index=index) from None
+
+
+def _transfer_syntax(meta: Dataset | None, ds: Dataset, index: int) -> UID:
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return UID(str(meta.TransferSyntaxUID))
+    if meta is not None:
+        raise BadRequest("the file meta information has no Transfer Syntax UID", image_index=index)
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def read_header(blob: bytes, index: int, caps: DicomSettings) -> ImageHeader:
+    """Validate one file's header (no pixel decoding) and return what the pipeline needs from it."""
+    if len(blob) == 0:
+        raise BadRequest("the file is empty", image_index=index)
+    if len(blob) > caps.max_file_bytes:
+        raise PayloadTooLarge(f"the file has {len(blob)} bytes; the limit is {caps.max_file_bytes}",
+                              image_index=index)
+    meta, offset = _read_meta(blob, index)
+    if meta is not None and str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
+        _check_inflated_size(blob, offset, caps.max_inflated_bytes, index)
+    forced = meta is None
+    try:
+        ds = dcmread(BytesIO(blob), stop_before_pixels=True, force=forced)
+    except Exception:  # noqa: BLE001 - corrupt files raise many types; none of their text is returned
+        raise BadRequest("not a readable DICOM file", image_index=index) from None
+    try:
+        return _validate(ds, meta, forced, index, caps, len(blob))
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError):
+        # A force-read non-DICOM blob, or attributes with unconvertible values.
+        raise BadRequest("not a valid DICOM image: header attributes are missing or malformed",
+                         image_index=index) from None
+
+
+def _validate(
+    ds: Dataset, meta: Dataset | None, forced: bool, index: int, caps: DicomSettings, size: int
+) -> ImageHeader:
+    missing = [keyword for keyword in REQUIRED if ds.get(keyword) in (None, "")]
+    if missing:
+        what = "not a DICOM image" if forced else "not a valid DICOM image"
+        raise BadRequest(f"{what}: missing {', '.join(missing)}", image_index=index)
+    modality = str(ds.get("Modality", "")).strip()
+    if modality != "MG":
+        raise Unprocessable(f"Modality is {_short(modality)}, expected 'MG' (mammography)", image_index=index)
+    sop_class = str(ds.SOPClassUID)
+    intent = str(ds.get("PresentationIntentType", "")).strip().upper()
+    if sop_class in FOR_PROCESSING_SOP_CLASSES or intent == "FOR PROCESSING":
+        raise Unprocessable("the image is 'for processing' (raw detector data); send the 'for presentation' image",
+                            image_index=index)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise Unprocessable(f"Photometric Interpretation {_short(photometric)} is not supported "
+                            "(MONOCHROME1 or MONOCHROME2)", image_index=index)
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples != 1:
+        raise Unprocessable(f"SamplesPerPixel is {samples}; a mammogram has 1", image_index=index)
+    bits_allocated = int(ds.get("BitsAllocated", 0))
+    bits_stored = int(ds.get("BitsStored", bits_allocated))
+    if bits_allocated not in (8, 16):
+        raise Unprocessable(f"BitsAllocated {bits_allocated} is not supported (8 or 16)", image_index=index)
+    if not 1 <= bits_stored <= bits_allocated:
+        raise BadRequest(f"BitsStored {bits_stored} is not within 1..BitsAllocated ({bits_allocated})",
+                         image_index=index)
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if rows < 1 or columns < 1 or frames < 1:
+        raise BadRequest(f"the header declares {rows} x {columns} pixels and {frames} frames", image_index=index)
+    if rows > caps.max_rows or columns > caps.max_columns:
+        raise PayloadTooLarge(f"the image is {rows} x {columns} pixels (rows x columns); the limit is "
+                              f"{caps.max_rows} x {caps.max_columns}", image_index=index)
+    if frames > caps.max_frames:
+        raise PayloadTooLarge(f"the image has {frames} frames; the limit is {caps.max_frames}", image_index=index)
+    transfer_syntax = check_transfer_syntax(_transfer_syntax(meta, ds, index), index)
+    if not transfer_syntax.is_compressed and not transfer_syntax.is_deflated:
+        # Native pixels: the file must at least hold one frame, checked before anything is allocated.
+        frame_bytes = rows * columns * bits_allocated // 8
+        if size < frame_bytes:
+            raise BadRequest(f"the file has {size} bytes, fewer than one {rows} x {columns} frame of "
+                             f"{bits_allocated}-bit pixels needs", image_index=index)
+    return ImageHeader(
+        index=index,
+        dataset=ds,
+        transfer_syntax=transfer_syntax,
+        forced=forced,
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        bits_allocated=bits_allocated,
+        bits_stored=bits_stored,
+        signed=int(ds.get("PixelRepresentation", 0)) == 1,
+        photometric=photometric,
+        sop_instance_uid=str(ds.SOPInstanceUID),
+    )
