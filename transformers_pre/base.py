@@ -10,7 +10,7 @@ from kserve import Model
 from kserve.model import InferenceVerb
 
 from .errors import DuetError
-from .metrics import INFLIGHT, REQUEST_SECONDS, REQUESTS, code_class
+from .metrics import INFLIGHT, PREDICTOR_RETRIES, REQUEST_SECONDS, REQUESTS, code_class
 from .predictor import ModelMetadata, PredictorClient
 from .settings import Settings
 
@@ -29,6 +29,10 @@ class DuetModel(Model):
         self.predictor = predictor
         self._metadata: ModelMetadata | None = None
         self._metadata_lock = asyncio.Lock()
+        # Series exist from the start at 0, so rates and ratios are defined before the first error or retry.
+        for status_class in ("2xx", "4xx", "5xx"):
+            REQUESTS.labels(name, status_class)
+        PREDICTOR_RETRIES.labels(predictor_model)
 
     async def predictor_metadata(self) -> ModelMetadata:
         """The predictor model's v2 metadata, fetched once (the predictor may start after the transformer)."""

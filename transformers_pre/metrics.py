@@ -33,7 +33,9 @@ PAYLOAD_BYTES = Histogram(
     "duet_payload_bytes", "Size of the request's input tensors.", ["model"], buckets=PAYLOAD_BUCKETS_BYTES
 )
 STUDY_IMAGES = Histogram("duet_study_images", "Images per mammography study.", buckets=(1, 2, 3, 4))
-PREDICTOR_RETRIES = Counter("duet_predictor_retries", "Predictor calls retried after UNAVAILABLE.", ["model"])
+PREDICTOR_RETRIES = Counter(
+    "duet_predictor_retries", "Predictor calls retried after UNAVAILABLE, by Triton model name.", ["model"]
+)
 INFLIGHT = Gauge("duet_inflight_requests", "Requests being processed now.", ["model"], multiprocess_mode="livesum")
 DECODED_IMAGES = Counter("duet_decoded_images", "DICOM images decoded, by transfer syntax.", ["transfer_syntax"])
 

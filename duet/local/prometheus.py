@@ -1,0 +1,98 @@
+"""A real Prometheus server (Debian's `prometheus` package) scraping the local stack with duet's rules."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from ..paths import ROOT
+
+RULES_FILE = ROOT / "charts" / "duet" / "files" / "prometheus-rules.yaml"
+TRANSFORMER_JOB = "duet-transformer"
+TRITON_JOB = "duet-triton"
+# Every local series carries this namespace label, so the chart's namespaced queries (KEDA triggers, the
+# dashboard) run unchanged against the local stack.
+LOCAL_NAMESPACE = "duet-local"
+
+
+class PrometheusUnavailable(RuntimeError):
+    """No `prometheus` binary: install Debian's `prometheus` package."""
+
+
+class PrometheusServer:
+    """Prometheus on 127.0.0.1 scraping the transformer and Triton of a LocalStack, evaluating duet's rules."""
+
+    def __init__(self, stack, port: int = 9090, interval_s: float = 5.0, binary: str | None = None) -> None:  # noqa: ANN001
+        self.stack = stack
+        self.port = port
+        self.interval_s = interval_s
+        self.binary = binary or shutil.which("prometheus")
+        self.folder: Path = stack.config.run_dir / "prometheus"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.stack.config.host}:{self.port}"
+
+    def config(self) -> dict:
+        interval = f"{self.interval_s:g}s"
+        host = self.stack.config.host
+        return {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(RULES_FILE)],
+            "scrape_configs": [
+                {"job_name": TRANSFORMER_JOB, "static_configs": [{
+                    "targets": [f"{host}:{self.stack.config.http_port}"], "labels": {"namespace": LOCAL_NAMESPACE}}]},
+                {"job_name": TRITON_JOB, "static_configs": [{
+                    "targets": [f"{host}:{self.stack.config.triton.metrics}"], "labels": {"namespace": LOCAL_NAMESPACE}}]},
+            ],
+        }
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        if not self.binary:
+            raise PrometheusUnavailable("no prometheus binary on PATH: apt-get install prometheus")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config_file = self.folder / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        log = (self.folder / "prometheus.log").open("ab")
+        self.process = subprocess.Popen(
+            [self.binary, f"--config.file={config_file}", f"--storage.tsdb.path={self.folder / 'data'}",
+             f"--web.listen-address={self.stack.config.host}:{self.port}", "--web.enable-lifecycle"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise PrometheusUnavailable(f"prometheus exited; see {self.folder / 'prometheus.log'}")
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise PrometheusUnavailable(f"prometheus not ready after {timeout_s:.0f}s")
+
+    def query(self, promql: str) -> list[dict]:
+        """Instant query; the result vector (empty when the expression has no data)."""
+        reply = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        reply.raise_for_status()
+        return reply.json()["data"]["result"]
+
+    def alerts(self) -> list[dict]:
+        reply = httpx.get(f"{self.url}/api/v1/alerts", timeout=10)
+        reply.raise_for_status()
+        return reply.json()["data"]["alerts"]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

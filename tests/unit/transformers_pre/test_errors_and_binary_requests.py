@@ -1,0 +1,69 @@
+"""Errors carry both statuses, and the binary v2 request parser keeps BYTES as bytes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from grpc import StatusCode
+from kserve.errors import InvalidInput
+
+from transformers_pre.codecs import decode_blobs, decode_texts
+from transformers_pre.errors import (
+    BadRequest,
+    Overloaded,
+    PayloadTooLarge,
+    PredictorError,
+    PredictorUnavailable,
+    Unprocessable,
+)
+from transformers_pre.server import parse_binary_request
+
+
+@pytest.mark.parametrize(
+    ("error", "http", "grpc"),
+    [
+        (BadRequest, 400, StatusCode.INVALID_ARGUMENT),
+        (PayloadTooLarge, 413, StatusCode.OUT_OF_RANGE),
+        (Unprocessable, 422, StatusCode.FAILED_PRECONDITION),
+        (Overloaded, 429, StatusCode.RESOURCE_EXHAUSTED),
+        (PredictorUnavailable, 503, StatusCode.UNAVAILABLE),
+        (PredictorError, 502, StatusCode.INTERNAL),
+    ],
+)
+def test_each_error_maps_to_http_and_grpc(error: type, http: int, grpc: StatusCode) -> None:
+    raised = error("modality is CT, expected MG", image_index=2)
+    assert int(raised.status) == http
+    assert raised.status_code == grpc
+    assert raised.details == raised.message == "image 2: modality is CT, expected MG"
+
+
+def _binary_body(elements: list[bytes]) -> tuple[bytes, int]:
+    payload = b"".join(len(e).to_bytes(4, "little") + e for e in elements)
+    header = json.dumps({
+        "id": "r1",
+        "parameters": {"report": "sr"},
+        "inputs": [{"name": "dicom", "shape": [len(elements)], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(payload)}}],
+        "outputs": [{"name": "report", "parameters": {"binary_data": True}}],
+    }).encode()
+    return header + payload, len(header)
+
+
+def test_binary_request_keeps_non_utf8_bytes() -> None:
+    blob = bytes(range(256)) * 4
+    body, json_length = _binary_body([blob, b"\xff\xfe"])
+    request = parse_binary_request(body, json_length, "mammography")
+    assert request.id == "r1" and request.parameters == {"report": "sr"}
+    assert decode_blobs(request, "dicom") == [blob, b"\xff\xfe"]
+    assert request.request_outputs[0].binary_data is True
+    with pytest.raises(BadRequest, match="element 0 is not valid UTF-8"):
+        decode_texts(request, "dicom")
+
+
+def test_binary_request_with_a_lying_size_is_rejected() -> None:
+    body, json_length = _binary_body([b"abc"])
+    with pytest.raises(InvalidInput, match="binary_data_size"):
+        parse_binary_request(body[:-1], json_length, "m")
+    with pytest.raises(InvalidInput, match="unreadable v2 request header"):
+        parse_binary_request(b"{not json", 9, "m")
