@@ -1,0 +1,105 @@
+"""The committed Triton config for `sentiment` parses as Triton's ModelConfig, with TensorRT off by default and the
+documented TensorRT FP16 block valid when switched on."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+CONFIG = Path(__file__).parents[3] / "predictors" / "model_repository" / "sentiment" / "config.pbtxt"
+
+_PARSE = """
+import json, sys
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+config = text_format.Parse(sys.stdin.read(), model_config_pb2.ModelConfig())
+print(json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True)))
+"""
+
+
+def _parse(text: str) -> dict[str, Any]:
+    # tritonclient's protobufs clash with kserve's in one process (see DESIGN.md): parse in a child process.
+    result = subprocess.run(
+        [sys.executable, "-c", _PARSE], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _tensorrt_block(text: str) -> str:
+    match = re.search(r"^# BEGIN tensorrt_fp16\n(.*?)^# END tensorrt_fp16$", text, re.DOTALL | re.MULTILINE)
+    assert match, "the TensorRT block must be documented between BEGIN/END lines"
+    return "\n".join(line.removeprefix("# ").removeprefix("#") for line in match.group(1).splitlines())
+
+
+def test_config_parses_with_the_contract_and_serving_settings() -> None:
+    config = _parse(CONFIG.read_text())
+    assert config["name"] == "sentiment"
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["default_model_filename"] == "model.onnx"
+    assert config["max_batch_size"] == 64
+    assert config["version_policy"] == {"latest": {"num_versions": 1}}
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [
+        ("input_ids", "TYPE_INT64", ["-1"]),
+        ("attention_mask", "TYPE_INT64", ["-1"]),
+    ]
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["output"]] == [
+        ("logits", "TYPE_FP32", ["3"])
+    ]
+    assert config["output"][0]["label_filename"] == "labels.txt"
+    assert config["instance_group"] == [{"kind": "KIND_GPU", "count": 1}]
+
+
+def test_dynamic_batching_has_a_bounded_rejecting_queue() -> None:
+    batching = _parse(CONFIG.read_text())["dynamic_batching"]
+    assert batching["preferred_batch_size"] and max(batching["preferred_batch_size"]) <= 64
+    assert int(batching["max_queue_delay_microseconds"]) > 0
+    policy = batching["default_queue_policy"]
+    assert policy["max_queue_size"] > 0
+    assert int(policy["default_timeout_microseconds"]) > 0
+    # REJECT is the enum's zero value, so MessageToDict omits it; DELAY would appear.
+    assert policy.get("timeout_action", "REJECT") == "REJECT"
+
+
+def test_warmup_reads_both_inputs_from_files() -> None:
+    config = _parse(CONFIG.read_text())
+    assert config["model_warmup"]
+    for warmup in config["model_warmup"]:
+        assert set(warmup["inputs"]) == {"input_ids", "attention_mask"}
+        for spec in warmup["inputs"].values():
+            assert spec["data_type"] == "TYPE_INT64"
+            assert spec["input_data_file"] in {"input_ids", "attention_mask"}
+            assert len(spec["dims"]) == 1 and int(spec["dims"][0]) > 0
+
+
+def test_tensorrt_is_off_by_default_and_its_documented_block_is_valid() -> None:
+    text = CONFIG.read_text()
+    assert "optimization" not in _parse(text)
+    switched_on = _parse(text + "\n" + _tensorrt_block(text))
+    accelerators = switched_on["optimization"]["execution_accelerators"]["gpu_execution_accelerator"]
+    assert [a["name"] for a in accelerators] == ["tensorrt"]
+    parameters = accelerators[0]["parameters"]
+    assert parameters["precision_mode"] == "FP16"
+    assert parameters["trt_engine_cache_enable"] == "1" and parameters["trt_engine_cache_path"]
+    for bound in ("min", "opt", "max"):
+        shapes = dict(item.split(":") for item in parameters[f"trt_profile_{bound}_shapes"].split(","))
+        assert set(shapes) == {"input_ids", "attention_mask"}
+    batch, length = map(
+        int, shapes["input_ids"].split("x")
+    )  # the max profile covers every batch Triton forms
+    assert batch == switched_on["max_batch_size"] and length == 64
+
+
+def test_a_broken_config_fails_to_parse() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _PARSE],
+        input='name: "x"\nmax_batch_size: "many"\n',
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
