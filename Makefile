@@ -27,7 +27,7 @@ test: models
 	$(BIN)/pytest -q
 
 bench: models
-	$(BIN)/duet bench
+	$(BIN)/duet bench --markdown docs/benchmarks.md
 
 chart: $(STAMP)
 	$(BIN)/pytest -q tests/chart
