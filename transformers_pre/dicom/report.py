@@ -11,7 +11,8 @@ Content:
 - one study-level group: "Probability of cancer" (DCM 111047), the `risk` output, unit "no units" (0-1).
 
 The patient and study modules are copied by highdicom from the source images (the evidence); the SR is returned
-to the client and never logged.
+to the client and never logged. Source images whose patient or study attributes cannot be copied (an invalid
+birth date, say) make the report a 422 whose message quotes no value.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
+from ..errors import Unprocessable
 from .findings import StudyFindings
 from .study import StudyImage
 
@@ -157,16 +159,23 @@ def build_report(
         imaging_measurements=groups,
     )
     evidence: list[Dataset] = [image.header.dataset for image in images]
-    sr = Comprehensive3DSR(
-        evidence=evidence,
-        content=report,
-        series_instance_uid=generate_uid(),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="duet",
-        is_complete=True,
-    )
-    buffer = BytesIO()
-    dcmwrite(buffer, sr, enforce_file_format=True)
+    try:
+        sr = Comprehensive3DSR(
+            evidence=evidence,
+            content=report,
+            series_instance_uid=generate_uid(),
+            series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=generate_uid(),
+            instance_number=1,
+            manufacturer="duet",
+            is_complete=True,
+        )
+        buffer = BytesIO()
+        dcmwrite(buffer, sr, enforce_file_format=True)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        # highdicom and pydicom quote the offending value (a birth date, a name): never pass their text on.
+        raise Unprocessable(
+            "the DICOM SR cannot be built: the source images' patient or study attributes are invalid "
+            f"({type(error).__name__}); ask without 'report' to get the findings"
+        ) from None
     return buffer.getvalue()

@@ -1,7 +1,7 @@
 """Fixtures for the mammography transformer's unit tests: synthetic DICOM and a real ONNX stand-in detector.
 
 The stand-in detector is a small hand-built ONNX graph meeting the `mammo_detector` contract: it marks local
-bright spots (5x5 mean minus 31x31 mean, 9x9 peak suppression, top-K) with fixed 12-pixel boxes, reports the
+bright spots (twice-smoothed 5x5 mean minus 31x31 mean, 9x9 peak suppression, top-K) with fixed 12-pixel boxes, reports the
 best spot's score as malignancy, and calls an image diagnostic when its brightest pixel exceeds 0.3. Being
 deterministic, it lets tests check that a bright spot placed at known stored pixels comes back at those pixels.
 It is run by ONNX Runtime in this process (`InProcessOnnxPredictor`), standing in for the gRPC hop to Triton.
@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from kserve import InferInput, InferRequest
+from kserve.protocol.infer_type import RequestedOutput
 from onnx import TensorProto, helper
 
 from predictors.detector.phantom import CLASS_NAMES
@@ -27,6 +28,7 @@ from transformers_pre.settings import Settings
 STANDIN_HW = (288, 224)  # deliberately not the real detector's size: the transformer must read it from metadata
 STANDIN_K = 20
 STANDIN_HALF_BOX = 6.0
+OUTPUTS = ("boxes", "scores", "labels", "image_index", "quality", "risk", "report")
 _DTYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(float16)": "FP16"}
 
 
@@ -50,7 +52,10 @@ def build_standin_detector(path: Path, height: int = STANDIN_HW[0], width: int =
         _const("zero_i", np.array(0, np.int64)),
         _const("axis2", np.array([2], np.int64)),
         _const("axis1", np.array([1], np.int64)),
-        helper.make_node("AveragePool", ["image"], ["local"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
+        # Two 5x5 means make a 9x9 triangular kernel: a plateau (a bright disk) gets one peak at its centre.
+        helper.make_node("AveragePool", ["image"], ["local1"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
+                         count_include_pad=0),
+        helper.make_node("AveragePool", ["local1"], ["local"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
                          count_include_pad=0),
         helper.make_node("AveragePool", ["image"], ["background"], kernel_shape=[31, 31], pads=[15] * 4,
                          count_include_pad=0),
@@ -164,11 +169,15 @@ def _dicom_request(blobs: Sequence[bytes], *, binary: bool = True, parameters: d
     import base64
 
     infer_input = InferInput(name="dicom", shape=[len(blobs)], datatype="BYTES")
+    outputs = None
     if binary:
         infer_input.set_data_from_numpy(np.array(list(blobs), dtype=object), binary_data=True)
+        # What tritonclient.http sends with binary outputs requested.
+        outputs = [RequestedOutput(name, {"binary_data": True}) for name in OUTPUTS]
     else:
         infer_input.data = [base64.b64encode(blob).decode() for blob in blobs]
-    return InferRequest(model_name="mammography", infer_inputs=[infer_input], parameters=parameters)
+    return InferRequest(model_name="mammography", infer_inputs=[infer_input], parameters=parameters,
+                        request_outputs=outputs)
 
 
 @pytest.fixture()

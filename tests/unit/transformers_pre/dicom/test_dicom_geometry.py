@@ -1,0 +1,112 @@
+"""Geometry: the forward/inverse box transform (a property), and that it describes the pixels actually rendered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transformers_pre.dicom.geometry import ViewTransform, breast_region, plan_view, preview_step, render
+
+
+@st.composite
+def transforms_and_boxes(draw: st.DrawFn) -> tuple[ViewTransform, np.ndarray]:
+    rows = draw(st.integers(32, 5000))
+    columns = draw(st.integers(32, 4000))
+    x0 = draw(st.integers(0, columns - 16))
+    y0 = draw(st.integers(0, rows - 16))
+    x1 = draw(st.integers(x0 + 16, columns))
+    y1 = draw(st.integers(y0 + 16, rows))
+    height, width = draw(st.integers(32, 512)), draw(st.integers(32, 512))
+    scale = min(width / (x1 - x0), height / (y1 - y0))
+    resized = (min(height, max(1, round((y1 - y0) * scale))), min(width, max(1, round((x1 - x0) * scale))))
+    transform = ViewTransform((rows, columns), (x0, y0, x1, y1), resized, draw(st.booleans()))
+    n = draw(st.integers(1, 8))
+    corners = draw(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
+                            min_size=n, max_size=n))
+    boxes = []
+    for a, b, c, d in corners:
+        bx0, bx1 = sorted((x0 + a * (x1 - x0), x0 + c * (x1 - x0)))
+        by0, by1 = sorted((y0 + b * (y1 - y0), y0 + d * (y1 - y0)))
+        boxes.append((bx0, by0, bx1, by1))
+    return transform, np.array(boxes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(transforms_and_boxes())
+def test_forward_then_inverse_returns_every_box_within_one_pixel(case: tuple[ViewTransform, np.ndarray]) -> None:
+    transform, boxes = case
+    model = transform.to_model(boxes)
+    new_h, new_w = transform.resized
+    # Boxes inside the crop land inside the image part of the model input, ordered.
+    assert np.all(model[:, 0] <= model[:, 2]) and np.all(model[:, 1] <= model[:, 3])
+    assert model.min() >= -1e-6 and np.all(model[:, [0, 2]] <= new_w + 1e-6) and np.all(model[:, [1, 3]] <= new_h + 1e-6)
+    back = transform.to_stored(model)
+    assert np.abs(back - boxes).max() <= 1.0
+
+
+def test_mirroring_swaps_sides() -> None:
+    transform = ViewTransform((100, 80), (0, 0, 80, 100), (100, 80), mirrored=True)
+    np.testing.assert_allclose(transform.to_model([[10, 5, 20, 15]]), [[60, 5, 70, 15]])
+
+
+def test_boxes_in_the_padding_are_clipped_to_the_image() -> None:
+    transform = ViewTransform((400, 200), (0, 0, 200, 400), (256, 128), mirrored=False)
+    back = transform.to_stored([[100, 200, 180, 250]])  # x beyond new_w = 128, y within 256
+    np.testing.assert_allclose(back, [[156.25, 312.5, 200.0, 390.625]])
+
+
+def _stored_breast(rows: int, columns: int, right: bool, lesion: tuple[int, int, int, int]) -> np.ndarray:
+    """A uint8 'windowed' image: a half-ellipse breast against the chest wall, a bright square lesion."""
+    image = np.zeros((rows, columns), np.uint8)
+    yy, xx = np.mgrid[0:rows, 0:columns]
+    wall = columns - 1 - xx if right else xx
+    inside = (wall / (0.8 * columns)) ** 2 + ((yy - rows / 2) / (0.4 * rows)) ** 2 < 1
+    image[inside] = 110
+    x0, y0, x1, y1 = lesion
+    image[y0:y1, x0:x1] = 250
+    image[5:25, 5 if right else columns - 40 : 40 if right else columns - 5] = 255  # a burnt-in marker
+    return image
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_transform_describes_the_rendered_pixels(right: bool) -> None:
+    rows, columns = 1200, 900
+    lesion = (500, 400, 560, 470) if not right else (340, 400, 400, 470)
+    stored = _stored_breast(rows, columns, right, lesion)
+    step = preview_step(stored.shape)
+    transform = plan_view(np.ascontiguousarray(stored[::step, ::step]), step, stored.shape, (256, 208))
+    assert transform.mirrored is right
+    # The crop is the breast (the marker is ignored): it spans the rows of the ellipse, not the top corner.
+    x0, y0, x1, y1 = transform.crop
+    assert 100 <= y0 <= 130 and 1070 <= y1 <= 1100
+    pixels = render(stored[y0:y1, x0:x1], transform, (256, 208))
+    assert pixels.shape == (256, 208) and pixels.dtype == np.float32
+    # Find the lesion in the model input and compare with the forward-mapped box.
+    bright = pixels > 0.9
+    found_rows, found_cols = np.nonzero(bright)
+    found = np.array([found_cols.min(), found_rows.min(), found_cols.max() + 1, found_rows.max() + 1], float)
+    expected = transform.to_model([lesion])[0]
+    assert np.abs(found - expected).max() <= 1.5
+    # Breast on the left after normalisation: the left column holds tissue, the padding is zero.
+    assert pixels[128, 2] > 0.3
+    assert np.all(pixels[:, transform.resized[1]:] == 0) and np.all(pixels[transform.resized[0]:, :] == 0)
+
+
+def test_blank_image_keeps_the_whole_frame_and_follows_the_header_hint() -> None:
+    blank = np.full((300, 240), 37, np.uint8)
+    assert breast_region(blank) is None
+    transform = plan_view(blank, 1, blank.shape, (128, 104), header_hint=True)
+    assert transform.crop == (0, 0, 240, 300) and transform.mirrored
+
+
+def test_resize_fits_inside_and_keeps_aspect() -> None:
+    stored = _stored_breast(4096, 3328, False, (1000, 1000, 1100, 1100))
+    step = preview_step(stored.shape)
+    assert step == 8
+    transform = plan_view(np.ascontiguousarray(stored[::step, ::step]), step, stored.shape, (256, 208))
+    new_h, new_w = transform.resized
+    assert new_h <= 256 and new_w <= 208 and (new_h == 256 or new_w == 208)
+    sx, sy = transform.scale
+    assert abs(sx - sy) / sx < 0.01
