@@ -299,6 +299,11 @@ dicom_app = typer.Typer(help="Synthetic mammography DICOM (no patient data: synt
                         no_args_is_help=True)
 
 
+@dicom_app.callback()
+def dicom_group() -> None:
+    """Synthetic mammography DICOM (a group, so `synth` stays a sub-command wherever the app is mounted)."""
+
+
 @dicom_app.command("synth")
 def synth_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per study).")] = DEFAULT_OUT,

@@ -98,7 +98,8 @@ def decode_pixels(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool
         )
     except Exception as error:  # noqa: BLE001 - codecs raise ValueError, RuntimeError, their own types
         # pydicom's and the codecs' messages describe the pixel stream (lengths, markers), never patient data.
-        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        detail = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:300]
+        detail = detail or type(error).__name__
         raise BadRequest(
             f"pixel data cannot be decoded as {syntax_name(transfer_syntax)}: {detail}", image_index=index
         ) from None
