@@ -225,3 +225,33 @@ def strict_crd_schema(schema: dict) -> dict:
     if isinstance(schema, list):
         return [strict_crd_schema(v) for v in schema]
     return schema
+
+
+# The series duet's processes export (transformer: duet_*, Triton: nv_*), plus Prometheus' own `up` and
+# kube-state-metrics' HPA series for the replicas alert.
+TRANSFORMER_SERIES = {
+    "duet_requests_total", "duet_request_duration_seconds_bucket", "duet_request_duration_seconds_sum",
+    "duet_request_duration_seconds_count", "duet_stage_duration_seconds_bucket", "duet_stage_duration_seconds_sum",
+    "duet_stage_duration_seconds_count", "duet_payload_bytes_bucket", "duet_payload_bytes_sum",
+    "duet_payload_bytes_count", "duet_study_images_bucket", "duet_study_images_sum", "duet_study_images_count",
+    "duet_predictor_retries_total", "duet_inflight_requests", "duet_decoded_images_total"}
+TRITON_SERIES = {
+    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count", "nv_inference_exec_count",
+    "nv_inference_request_duration_us", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
+    "nv_inference_pending_request_count", "nv_gpu_utilization"}
+OTHER_SERIES = {"up", "kube_horizontalpodautoscaler_status_current_replicas",
+                "kube_horizontalpodautoscaler_spec_max_replicas"}
+PROMQL_KEYWORDS = {"by", "on", "or", "and", "unless", "without", "ignoring", "group_left", "group_right", "bool",
+                   "offset"}
+
+
+def series_used(expr: str) -> set[str]:
+    """Metric and recording-rule names a PromQL expression reads: identifiers left after removing strings,
+    label matchers, ranges, grouping clauses, numbers, function calls and keywords."""
+    expr = re.sub(r'"[^"]*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r"\b\d+(\.\d+)?([eE][+-]?\d+)?\b", " ", expr)
+    names = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", expr)
+    return {name for name, call in names if not call and name not in PROMQL_KEYWORDS}
