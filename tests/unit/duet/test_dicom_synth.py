@@ -118,7 +118,7 @@ def test_invalid_options_are_refused() -> None:
         synth_study(1, images=5, **SIZE)
 
 
-def test_cli_writes_studies_with_truth(tmp_path) -> None:  # noqa: ANN001
+def test_cli_writes_studies_with_truth(tmp_path) -> None:
     result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--studies", "2", "--images", "2",
                                             "--rows", "96", "--columns", "80", "--syntax", "jpegls", "--seed", "5",
                                             "--lesions", "1", "--diagnostic"])
@@ -137,7 +137,7 @@ def test_cli_writes_studies_with_truth(tmp_path) -> None:  # noqa: ANN001
     assert not any(secret in text for secret in expected[0].patient.secrets)
 
 
-def test_cli_rejects_bad_options(tmp_path) -> None:  # noqa: ANN001
+def test_cli_rejects_bad_options(tmp_path) -> None:
     result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--syntax", "jpeg", "--rows", "32",
                                             "--columns", "32"])
     assert result.exit_code != 0 and "syntax" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -101,12 +102,27 @@ def test_blank_image_keeps_the_whole_frame_and_follows_the_header_hint() -> None
     assert transform.crop == (0, 0, 240, 300) and transform.mirrored
 
 
-def test_resize_fits_inside_and_keeps_aspect() -> None:
-    stored = _stored_breast(4096, 3328, False, (1000, 1000, 1100, 1100))
+@pytest.mark.parametrize("right", [False, True])
+def test_full_size_view_uses_the_exact_2x_prescale_and_stays_faithful(right: bool) -> None:
+    lesion = (1000, 1800, 1100, 1900) if not right else (2228, 1800, 2328, 1900)
+    stored = _stored_breast(4095, 3327, right, lesion)  # odd sizes: the crop must be aligned inside the image
     step = preview_step(stored.shape)
     assert step == 8
     transform = plan_view(np.ascontiguousarray(stored[::step, ::step]), step, stored.shape, (256, 208))
+    x0, y0, x1, y1 = transform.crop
+    assert transform.prescale == 2 and (x1 - x0) % 2 == 0 and (y1 - y0) % 2 == 0
+    assert 0 <= x0 < x1 <= 3327 and 0 <= y0 < y1 <= 4095
     new_h, new_w = transform.resized
     assert new_h <= 256 and new_w <= 208 and (new_h == 256 or new_w == 208)
     sx, sy = transform.scale
     assert abs(sx - sy) / sx < 0.01
+    pixels = render(stored[y0:y1, x0:x1], transform, (256, 208))
+    found_rows, found_cols = np.nonzero(pixels > 0.9)
+    found = np.array([found_cols.min(), found_rows.min(), found_cols.max() + 1, found_rows.max() + 1], float)
+    assert np.abs(found - transform.to_model([lesion])[0]).max() <= 1.5
+    # Against one INTER_AREA pass over the (mirrored) crop: the same picture up to edge rounding.
+    single = cv2.resize(stored[y0:y1, x0:x1], (new_w, new_h), interpolation=cv2.INTER_AREA) / 255.0
+    if right:
+        single = single[:, ::-1]
+    difference = np.abs(pixels[:new_h, :new_w] - single)
+    assert difference.mean() < 1.0 / 255.0 and difference.max() < 0.1
