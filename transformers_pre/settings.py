@@ -45,6 +45,12 @@ class DicomSettings(BaseSettings):
     max_frames: int = Field(1)
     max_inflated_bytes: int = Field(256 * 1024 * 1024, description="Cap when inflating Deflated syntax.")
     decode_workers: int = Field(4, ge=1, description="Views decoded concurrently (codecs release the GIL).")
+    decode_in_processes: bool = Field(
+        True,
+        description="Decode compressed pixel data (JPEG 2000, JPEG-LS, RLE) in a pool of `decode_workers` "
+        "processes: those codecs hold the GIL, so threads would decode one view at a time. Uncompressed views "
+        "always use threads (numpy and OpenCV release the GIL, and copying the pixels to a process costs more).",
+    )
     score_threshold: float = Field(0.3, ge=0, le=1)
     nms_iou: float = Field(0.5, gt=0, le=1)
     quality_threshold: float = Field(0.5, ge=0, le=1)

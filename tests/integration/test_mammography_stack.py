@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 
 import highdicom as hd
@@ -26,7 +25,7 @@ from pydicom import dcmread
 from duet.dicom_synth import SynthImage, synth_image, synth_study
 from transformers_pre.dicom.findings import Thresholds, collect_findings, pairwise_iou
 from transformers_pre.dicom.model import resolve_thresholds
-from transformers_pre.dicom.study import prepare_study, read_study
+from transformers_pre.dicom.study import DecodePools, prepare_study, read_study
 from transformers_pre.settings import DicomSettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -76,8 +75,11 @@ def _reference(stack, blobs: list[bytes]) -> dict:
     session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     height, width = session.get_inputs()[0].shape[2:]
     images = read_study(blobs, DicomSettings())
-    with ThreadPoolExecutor(2) as pool:
-        prepared = asyncio.run(prepare_study(blobs, images, (height, width), pool, "reference"))
+    pools = DecodePools(DicomSettings(decode_in_processes=False))
+    try:
+        prepared = asyncio.run(prepare_study(blobs, images, (height, width), pools, "reference"))
+    finally:
+        pools.shutdown()
     batch = np.stack([item.pixels for item in prepared])[:, None]
     names = ["boxes", "scores", "classes", "malignancy", "quality"]
     outputs = dict(zip(names, session.run(names, {"image": batch})))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from ..predictor import PredictorClient
 from ..settings import Settings
 from .findings import StudyFindings, Thresholds, collect_findings
 from .report import Device, build_report
-from .study import PreparedImage, StudyImage, prepare_study, read_study
+from .study import DecodePools, PreparedImage, StudyImage, prepare_study, read_study
 
 PUBLIC_NAME = "mammography"
 PREDICTOR_MODEL = "mammo_detector"
@@ -96,9 +95,8 @@ class MammographyModel(DuetModel):
         self.thresholds = Thresholds(settings.dicom.score_threshold, settings.dicom.nms_iou,
                                      settings.dicom.quality_threshold)
         self.device = Device.for_model(PREDICTOR_MODEL, b"")
-        # One pool per process bounds concurrent decoding across requests (each 4096x3328 view holds ~40 MB).
-        self._executor = ThreadPoolExecutor(max_workers=settings.dicom.decode_workers,
-                                            thread_name_prefix="dicom-decode")
+        # One set of pools per process bounds concurrent decoding across requests (a 4096x3328 view holds ~40 MB).
+        self.pools = DecodePools(settings.dicom)
 
     def load(self) -> bool:
         folder = self.settings.model_repository / PREDICTOR_MODEL
@@ -113,7 +111,7 @@ class MammographyModel(DuetModel):
         return self.ready
 
     def stop(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.pools.shutdown()
         super().stop()
 
     async def input_geometry(self) -> tuple[int, int, int, str]:
@@ -140,7 +138,7 @@ class MammographyModel(DuetModel):
             PAYLOAD_BYTES.labels(self.name).observe(sum(len(blob) for blob in blobs))
             images = read_study(blobs, self.settings.dicom)
         _, height, width, _ = await self.input_geometry()
-        prepared = await prepare_study(blobs, images, (height, width), self._executor, self.name)
+        prepared = await prepare_study(blobs, images, (height, width), self.pools, self.name)
         return PreparedStudy(request=payload, images=images, prepared=prepared, report=report == "sr")
 
     async def predict(self, prepared: PreparedStudy, headers: dict[str, str] | None = None) -> Any:

@@ -7,22 +7,27 @@ medio-lateral 399260004 -> ML, latero-medial 399352003 -> LM), else "U". Two ima
 laterality and view, or the same SOP Instance UID, are a 400; so are images of different studies (one study per
 request). Images with an unknown laterality or view are never called duplicates.
 
-Each image is decoded, windowed, cropped and resized in a thread of a bounded pool: the codecs, numpy's gather and
-OpenCV release the GIL, so a 4-view study costs little more than its slowest view where cores allow.
+Each image is decoded, windowed, cropped and resized concurrently in bounded pools (`DecodePools`: processes for
+compressed pixel data, whose codecs hold the GIL, threads for uncompressed), so a 4-view study costs little more
+than its slowest view where cores allow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..metrics import STUDY_IMAGES, stage
+from ..errors import BadRequest, PayloadTooLarge, Unprocessable
+from ..metrics import STAGE_SECONDS, STUDY_IMAGES
 from ..settings import DicomSettings
 from .decode import decode_pixels
 from .geometry import ViewTransform, plan_view, preview_step, render
@@ -135,41 +140,157 @@ def check_study(images: Sequence[StudyImage]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class ViewPixels:
+    """The pixel work's result for one image, with the seconds each stage took."""
+
+    pixels: np.ndarray  # float32 [H, W] in [0, 1]
+    transform: ViewTransform
+    voi: str
+    seconds: dict[str, float]  # "decode", "window", "resize"
+
+
+def prepare_pixels(blob: bytes, header: ImageHeader, laterality: str, model_hw: tuple[int, int]) -> ViewPixels:
+    """Decode, window, crop, orient and resize one image (pure; runs in a worker thread or process)."""
+    started = time.perf_counter()
+    stored = decode_pixels(blob, header.transfer_syntax, header.index, forced=header.forced)
+    decoded = time.perf_counter()
+    kind = voi_kind(header.dataset)
+    window = build_table(header.dataset, stored_range=stored_range(stored) if kind == "fallback" else None)
+    step = preview_step(stored.shape)
+    preview = apply_table(stored[::step, ::step], window)
+    transform = plan_view(preview, step, stored.shape, model_hw, chest_wall_hint(header.dataset, laterality))
+    x0, y0, x1, y1 = transform.crop
+    windowed = apply_table(stored[y0:y1, x0:x1], window)
+    del stored
+    windowed_at = time.perf_counter()
+    pixels = render(windowed, transform, model_hw)
+    seconds = {"decode": decoded - started, "window": windowed_at - decoded,
+               "resize": time.perf_counter() - windowed_at}
+    return ViewPixels(pixels=pixels, transform=transform, voi=window.kind, seconds=seconds)
+
+
+def _assemble(image: StudyImage, view: ViewPixels, model_name: str) -> PreparedImage:
+    for name, seconds in view.seconds.items():
+        STAGE_SECONDS.labels(model_name, name).observe(seconds)
+    return PreparedImage(image=image, pixels=view.pixels, transform=view.transform, voi=view.voi)
+
+
 def prepare_image(blob: bytes, image: StudyImage, model_hw: tuple[int, int], model_name: str) -> PreparedImage:
-    """Decode, window, crop, orient and resize one image (runs in a worker thread)."""
-    header = image.header
-    with stage(model_name, "decode"):
-        stored = decode_pixels(blob, header.transfer_syntax, header.index, forced=header.forced)
-    with stage(model_name, "window"):
-        kind = voi_kind(header.dataset)
-        window = build_table(header.dataset, stored_range=stored_range(stored) if kind == "fallback" else None)
-        step = preview_step(stored.shape)
-        preview = apply_table(stored[::step, ::step], window)
-        transform = plan_view(preview, step, stored.shape, model_hw,
-                              chest_wall_hint(header.dataset, image.laterality))
-        x0, y0, x1, y1 = transform.crop
-        windowed = apply_table(stored[y0:y1, x0:x1], window)
-    with stage(model_name, "resize"):
-        pixels = render(windowed, transform, model_hw)
-    return PreparedImage(image=image, pixels=pixels, transform=transform, voi=window.kind)
+    """`prepare_pixels` for one image in this process, its stage times recorded under `model_name`."""
+    return _assemble(image, prepare_pixels(blob, image.header, image.laterality, model_hw), model_name)
+
+
+def _prepare_in_worker(
+    blob: bytes, index: int, laterality: str, model_hw: tuple[int, int], caps: DicomSettings
+) -> ViewPixels:
+    # In a worker process: the header is read again (milliseconds) rather than pickling a dataset across.
+    return prepare_pixels(blob, read_header(blob, index, caps), laterality, model_hw)
+
+
+def _worker_init() -> None:
+    # The same rules as the serving process: no pydicom warnings quoting values, one OpenCV thread per worker.
+    import cv2
+    import pydicom.config
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    cv2.setNumThreads(1)
+
+
+class DecodePools:
+    """Bounded pools that prepare views: threads for uncompressed pixels, processes for compressed ones.
+
+    pylibjpeg-openjpeg, pyjpegls and pylibjpeg-rle hold the GIL while decoding (measured: a thread decoding
+    JPEG 2000 leaves other Python threads ~15% of their speed), so compressed views go to `decode_workers`
+    processes (started with "spawn" on first use, never at import) and only the blob in and the small model
+    input out cross the process boundary. Uncompressed views stay on `decode_workers` threads: numpy's gather
+    and OpenCV release the GIL, and copying 27 MB to a process would cost more than the whole pipeline.
+    """
+
+    def __init__(self, settings: DicomSettings) -> None:
+        self.settings = settings
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def threads(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.settings.decode_workers, thread_name_prefix="dicom")
+            return self._threads
+
+    def processes(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._processes is None:
+                self._processes = ProcessPoolExecutor(
+                    self.settings.decode_workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_init,
+                )
+            return self._processes
+
+    def uses_process(self, header: ImageHeader) -> bool:
+        return self.settings.decode_in_processes and header.transfer_syntax.is_compressed
+
+    def warm_up(self) -> None:
+        """Start the worker processes now (each imports numpy, OpenCV and pydicom: about a second)."""
+        if self.settings.decode_in_processes:
+            pool = self.processes()
+            for future in [pool.submit(_worker_init) for _ in range(self.settings.decode_workers)]:
+                future.result()
+
+    def _reset_processes(self) -> None:
+        with self._lock:
+            broken, self._processes = self._processes, None
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pools, self._threads, self._processes = [self._threads, self._processes], None, None
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def __getstate__(self) -> dict:
+        # A model may be pickled into a server worker process; pools are per process and start lazily there.
+        return {"settings": self.settings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["settings"])
 
 
 async def prepare_study(
     blobs: Sequence[bytes],
     images: Sequence[StudyImage],
     model_hw: tuple[int, int],
-    executor: Executor,
+    pools: DecodePools,
     model_name: str,
 ) -> list[PreparedImage]:
-    """Prepare every image concurrently in `executor` (its size bounds the decoding threads process-wide)."""
+    """Prepare every image concurrently (the pools' sizes bound the work process-wide), in request order."""
     loop = asyncio.get_running_loop()
-    tasks = [
-        loop.run_in_executor(executor, prepare_image, blobs[image.index], image, model_hw, model_name)
-        for image in images
-    ]
+    tasks = []
+    for image in images:
+        blob = blobs[image.index]
+        if pools.uses_process(image.header):
+            arguments = (_prepare_in_worker, blob, image.index, image.laterality, model_hw, pools.settings)
+            try:
+                tasks.append(loop.run_in_executor(pools.processes(), *arguments))
+            except BrokenProcessPool:
+                # A worker died before this request (killed for memory, say): start a fresh pool for it.
+                pools._reset_processes()
+                tasks.append(loop.run_in_executor(pools.processes(), *arguments))
+        else:
+            tasks.append(loop.run_in_executor(pools.threads(), prepare_pixels, blob, image.header,
+                                              image.laterality, model_hw))
     # All tasks finish before an error propagates, so no worker keeps decoding for an abandoned request.
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
+    prepared = []
+    for image, result in zip(images, results):
+        if isinstance(result, BrokenProcessPool):
+            pools._reset_processes()
+            raise Unprocessable("the pixel data could not be decoded: the decoder process crashed",
+                                image_index=image.index)
         if isinstance(result, BaseException):
             raise result
-    return list(results)  # type: ignore[arg-type]
+        prepared.append(_assemble(image, result, model_name))
+    return prepared

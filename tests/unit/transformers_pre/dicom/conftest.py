@@ -161,7 +161,7 @@ def mammography(standin_repository: Path):
     model = MammographyModel(Settings(model_repository=standin_repository), predictor)  # type: ignore[arg-type]
     model.load()
     yield model
-    model._executor.shutdown(wait=True)
+    model.pools.shutdown()
 
 
 def _dicom_request(blobs: Sequence[bytes], *, binary: bool = True, parameters: dict | None = None) -> InferRequest:

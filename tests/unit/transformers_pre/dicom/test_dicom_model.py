@@ -17,7 +17,7 @@ import pydicom.config
 import pytest
 from prometheus_client import REGISTRY
 
-from duet.dicom_synth import SynthImage, synth_image
+from duet.dicom_synth import SynthImage, synth_image, synth_study
 from transformers_pre.errors import BadRequest, Unprocessable
 
 ROWS, COLUMNS = 512, 416
@@ -95,6 +95,20 @@ async def test_json_base64_request_gives_the_same_answer_as_binary(mammography, 
     as_json, _ = await mammography(dicom_request(blobs, binary=False))
     for name, array in outputs_of(binary).items():
         np.testing.assert_array_equal(array, outputs_of(as_json)[name])
+
+
+async def test_compressed_study_in_worker_processes_answers_like_the_uncompressed_one(
+    mammography, dicom_request
+) -> None:
+    answers = []
+    for syntax in ("explicit", "j2k", "jpegls"):
+        study = synth_study(43, images=2, rows=384, columns=312, syntax=syntax, n_lesions=2, degraded=False)
+        response, _ = await mammography(dicom_request([image.to_bytes() for image in study]))
+        answers.append(outputs_of(response))
+    assert mammography.pools._processes is not None  # the compressed views went to worker processes
+    for answer in answers[1:]:
+        for name, array in answers[0].items():
+            np.testing.assert_array_equal(array, answer[name])
 
 
 async def test_report_is_returned_raw_for_binary_and_base64_in_json(mammography, dicom_request) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from pydicom.sequence import Sequence
 
 from duet.dicom_synth import synth_study
 from transformers_pre.dicom.study import (
+    DecodePools,
     chest_wall_hint,
     laterality_of,
     prepare_image,
@@ -20,7 +24,7 @@ from transformers_pre.dicom.study import (
     read_study,
     view_of,
 )
-from transformers_pre.errors import BadRequest
+from transformers_pre.errors import BadRequest, Unprocessable
 from transformers_pre.settings import DicomSettings
 
 
@@ -37,6 +41,7 @@ def _view_code(code: str) -> Sequence:
     return Sequence([item])
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")
 def test_laterality_prefers_image_laterality_then_series_laterality() -> None:
     assert laterality_of(_ds(ImageLaterality="R", Laterality="L")) == "R"
     assert laterality_of(_ds(Laterality="L")) == "L"
@@ -44,6 +49,7 @@ def test_laterality_prefers_image_laterality_then_series_laterality() -> None:
     assert laterality_of(_ds()) == "U"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")
 def test_view_prefers_view_position_then_view_code() -> None:
     assert view_of(_ds(ViewPosition="mlo", ViewCodeSequence=_view_code("399162004"))) == "MLO"
     assert view_of(_ds(ViewCodeSequence=_view_code("399162004"))) == "CC"
@@ -76,27 +82,72 @@ def test_duplicate_found_through_the_view_code_fallback() -> None:
         read_study([image.to_bytes() for image in study], DicomSettings())
 
 
-def test_concurrent_preparation_equals_serial_and_keeps_request_order() -> None:
+def test_processes_and_threads_prepare_the_same_pixels_in_request_order() -> None:
     study = synth_study(53, images=4, rows=256, columns=208, syntax="j2k", degraded=False)
     blobs = [image.to_bytes() for image in study]
     images = read_study(blobs, DicomSettings())
     serial = [prepare_image(blobs[image.index], image, (128, 104), "mammography") for image in images]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        concurrent = asyncio.run(prepare_study(blobs, images, (128, 104), pool, "mammography"))
-    assert [item.image.index for item in concurrent] == [0, 1, 2, 3]
-    for a, b in zip(serial, concurrent):
-        np.testing.assert_array_equal(a.pixels, b.pixels)
-        assert a.transform == b.transform
-    # Right breasts (stored chest wall right) are mirrored, left ones are not.
-    assert [item.transform.mirrored for item in concurrent] == [False, True, False, True]
+    results = {}
+    for in_processes in (True, False):
+        pools = DecodePools(DicomSettings(decode_workers=2, decode_in_processes=in_processes))
+        assert pools.uses_process(images[0].header) is in_processes
+        try:
+            results[in_processes] = asyncio.run(prepare_study(blobs, images, (128, 104), pools, "mammography"))
+        finally:
+            pools.shutdown()
+    for concurrent in results.values():
+        assert [item.image.index for item in concurrent] == [0, 1, 2, 3]
+        for a, b in zip(serial, concurrent):
+            np.testing.assert_array_equal(a.pixels, b.pixels)
+            assert a.transform == b.transform
+        # Right breasts (stored chest wall right) are mirrored, left ones are not.
+        assert [item.transform.mirrored for item in concurrent] == [False, True, False, True]
 
 
-def test_one_failing_view_fails_the_study_after_all_views_finish() -> None:
+def test_uncompressed_views_stay_on_threads() -> None:
+    study = synth_study(55, images=1, rows=64, columns=52)
+    header = read_study([study[0].to_bytes()], DicomSettings())[0].header
+    assert not DecodePools(DicomSettings()).uses_process(header)
+
+
+def test_a_decoding_error_in_a_worker_process_names_the_image() -> None:
     study = synth_study(54, images=2, rows=128, columns=104, syntax="rle")
     frame = next(generate_frames(study[1].dataset.PixelData, number_of_frames=1))
     study[1].dataset.PixelData = encapsulate([frame[:100]])  # the segments end early
     blobs = [image.to_bytes() for image in study]
     images = read_study(blobs, DicomSettings())
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    pools = DecodePools(DicomSettings(decode_workers=2))
+    try:
         with pytest.raises(BadRequest, match="image 1: pixel data cannot be decoded as RLE Lossless"):
-            asyncio.run(prepare_study(blobs, images, (64, 52), pool, "mammography"))
+            asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
+    finally:
+        pools.shutdown()
+
+
+def _kill_workers(pools: DecodePools) -> None:
+    for process in list(pools.processes()._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+
+
+def test_a_decoder_process_dying_mid_view_is_a_422_and_the_pool_recovers() -> None:
+    study = synth_study(56, images=1, rows=2048, columns=1664, syntax="j2k", degraded=False)
+    blobs = [study[0].to_bytes()]
+    images = read_study(blobs, DicomSettings())
+    pools = DecodePools(DicomSettings(decode_workers=1))
+    try:
+        pools.warm_up()
+        # The view takes about a second to decode; the worker is killed while it decodes, as on a codec crash.
+        killer = threading.Timer(0.2, _kill_workers, args=(pools,))
+        killer.start()
+        with pytest.raises(Unprocessable, match="image 0: .*decoder process crashed"):
+            asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
+        killer.join()
+        (prepared,) = asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
+        assert prepared.pixels.shape == (64, 52)
+        # Workers dying between requests do not fail the next request: a fresh pool takes it.
+        _kill_workers(pools)
+        time.sleep(0.5)
+        (prepared,) = asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
+        assert prepared.pixels.shape == (64, 52)
+    finally:
+        pools.shutdown()
