@@ -1,0 +1,327 @@
+"""`duet cluster status` and `duet cluster smoke`: duet on a Kubernetes cluster after `helm install`.
+
+status: each duet InferenceService's readiness, URL, ready pods per component and the conditions that are not
+True, read from the Kubernetes API with the `kubernetes` client (kubeconfig, or the in-cluster account).
+smoke: one real v2 request per model through the cluster's ingress (a sentiment batch, a synthetic 4-view
+mammography study), checked against the public contract (docs/api.md).
+
+Both exit non-zero when something is wrong, so they work as deployment gates.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+KSERVE_GROUP = "serving.kserve.io"
+KSERVE_VERSION = "v1beta1"
+ISVC_PLURAL = "inferenceservices"
+# KServe labels every pod of an InferenceService with its name and its component.
+ISVC_POD_LABEL = "serving.kserve.io/inferenceservice"
+COMPONENT_LABEL = "component"
+# The chart labels each InferenceService with the public model it serves.
+MODEL_LABEL = "duet/model"
+DEFAULT_SELECTOR = "app.kubernetes.io/part-of=duet"
+SMOKE_TEXTS = ["The new clinic opened on time and patients were pleased.",
+               "The delays were unacceptable and nobody apologised."]
+SENTIMENT_CLASSES = 3
+
+cluster_app = typer.Typer(help="Inspect and smoke-test duet on a Kubernetes cluster (after helm install).",
+                          no_args_is_help=True)
+
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the duet release.")]
+Selector = Annotated[str, typer.Option(help="Label selector of duet's InferenceServices.")]
+Kubeconfig = Annotated[str | None, typer.Option(help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, "
+                                                     "then the in-cluster service account).")]
+Context = Annotated[str | None, typer.Option(help="kubeconfig context (default: the current one).")]
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be reached or answered something unusable."""
+
+
+@dataclass
+class ComponentPods:
+    """Pods of one InferenceService component: how many exist and how many are Ready."""
+
+    ready: int = 0
+    total: int = 0
+
+
+@dataclass
+class ServiceState:
+    """What `status` reports for one InferenceService."""
+
+    name: str
+    model: str
+    ready: bool
+    url: str | None
+    pods: dict[str, ComponentPods] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None):
+    """A kubernetes ApiClient from a kubeconfig file, else from the in-cluster service account."""
+    from kubernetes import client, config
+
+    try:
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except config.ConfigException as exc:
+        if kubeconfig or context:
+            raise ClusterError(f"cannot use kubeconfig {kubeconfig or '(default)'} / context {context}: {exc}") from exc
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as exc:
+        raise ClusterError("no kubeconfig found and not running in a cluster (pass --kubeconfig)") from exc
+    return client.ApiClient()
+
+
+def _api_call(what: str, call, *args, **kwargs):
+    """Run one API call, turning transport and API errors into ClusterError naming `what`."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return call(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status == 404 and what == "InferenceServices":
+            raise ClusterError(f"the API server has no {ISVC_PLURAL}.{KSERVE_GROUP}/{KSERVE_VERSION}: "
+                               "is KServe installed?") from exc
+        raise ClusterError(f"listing {what} failed: {exc.status} {exc.reason}") from exc
+    except HTTPError as exc:
+        raise ClusterError(f"cannot reach the API server while listing {what}: {exc}") from exc
+
+
+def model_of(isvc: dict) -> str:
+    """The public model an InferenceService serves: the chart's label, else its name's last part."""
+    return isvc["metadata"].get("labels", {}).get(MODEL_LABEL) or isvc["metadata"]["name"].rsplit("-", 1)[-1]
+
+
+def inference_services(api, namespace: str, selector: str) -> list[dict]:
+    """duet's InferenceServices in `namespace` (raw API objects), sorted by name."""
+    from kubernetes import client
+
+    listing = _api_call("InferenceServices", client.CustomObjectsApi(api).list_namespaced_custom_object,
+                        KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL, label_selector=selector)
+    return sorted(listing.get("items", []), key=lambda item: item["metadata"]["name"])
+
+
+def service_state(api, isvc: dict) -> ServiceState:
+    """Readiness, URL, pods per component and non-True conditions of one InferenceService."""
+    from kubernetes import client
+
+    metadata, status = isvc["metadata"], isvc.get("status", {})
+    conditions = status.get("conditions", [])
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    problems = [f"{c['type']}: {c.get('reason') or c['status']}" + (f" ({c['message']})" if c.get("message") else "")
+                for c in conditions if c["status"] != "True"]
+    if not conditions:
+        problems.append("no status yet (KServe has not reconciled it)")
+    pods: dict[str, ComponentPods] = {}
+    listing = _api_call("pods", client.CoreV1Api(api).list_namespaced_pod, metadata["namespace"],
+                        label_selector=f"{ISVC_POD_LABEL}={metadata['name']}")
+    for pod in listing.items:
+        component = (pod.metadata.labels or {}).get(COMPONENT_LABEL, "other")
+        counts = pods.setdefault(component, ComponentPods())
+        counts.total += 1
+        pod_conditions = (pod.status.conditions or []) if pod.status else []
+        if any(c.type == "Ready" and c.status == "True" for c in pod_conditions):
+            counts.ready += 1
+    return ServiceState(name=metadata["name"], model=model_of(isvc), ready=ready, url=status.get("url"),
+                        pods=pods, problems=problems)
+
+
+def status_table(states: list[ServiceState]) -> Table:
+    table = Table("InferenceService", "model", "ready", "URL", "predictor pods", "transformer pods", "problems",
+                  title="duet on the cluster")
+    for state in states:
+        def pods(component: str, state: ServiceState = state) -> str:
+            counts = state.pods.get(component)
+            return f"{counts.ready}/{counts.total}" if counts else "0/0"
+
+        table.add_row(state.name, state.model, "[green]yes[/]" if state.ready else "[red]no[/]", state.url or "-",
+                      pods("predictor"), pods("transformer"), "\n".join(state.problems) or "-")
+    return table
+
+
+@cluster_app.command()
+def status(namespace: Namespace = "duet", selector: Selector = DEFAULT_SELECTOR, kubeconfig: Kubeconfig = None,
+           context: Context = None) -> None:
+    """Show each InferenceService's readiness, URL, ready pods per component and failing conditions.
+
+    Exits 1 when none is found or any is not Ready.
+    """
+    console = Console()
+    try:
+        api = api_client(kubeconfig, context)
+        services = inference_services(api, namespace, selector)
+        states = [service_state(api, isvc) for isvc in services]
+    except ClusterError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if not states:
+        console.print(f"[red]no InferenceService matching {selector!r} in namespace {namespace!r}[/]")
+        raise typer.Exit(1)
+    console.print(status_table(states))
+    if not all(state.ready for state in states):
+        raise typer.Exit(1)
+
+
+# ---- smoke ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class SmokeResult:
+    """One model's smoke request: what was sent where, and whether the answer met the contract."""
+
+    model: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def text_input(name: str, texts: list[str]) -> dict:
+    """A v2 JSON BYTES input of texts (plain strings in JSON)."""
+    return {"name": name, "datatype": "BYTES", "shape": [len(texts)], "data": texts}
+
+
+def file_input(name: str, files: list[bytes]) -> dict:
+    """A v2 JSON BYTES input of binary files (base64 strings in JSON, as the duet transformers expect)."""
+    return {"name": name, "datatype": "BYTES", "shape": [len(files)],
+            "data": [base64.b64encode(f).decode("ascii") for f in files]}
+
+
+def outputs_by_name(body: dict) -> dict[str, dict]:
+    return {output["name"]: output for output in body.get("outputs", [])}
+
+
+def check_sentiment(body: dict, n: int) -> str:
+    """Validate a sentiment response for n texts against the contract; return a summary or raise ValueError."""
+    out = outputs_by_name(body)
+    for name in ("probabilities", "label", "entropy"):
+        if name not in out:
+            raise ValueError(f"missing output {name!r}")
+    if out["probabilities"]["shape"] != [n, SENTIMENT_CLASSES]:
+        raise ValueError(f"probabilities shape {out['probabilities']['shape']}, expected [{n}, 3]")
+    probabilities = out["probabilities"]["data"]
+    for row in range(n):
+        total = sum(probabilities[row * SENTIMENT_CLASSES:(row + 1) * SENTIMENT_CLASSES])
+        if not math.isclose(total, 1.0, abs_tol=1e-3):
+            raise ValueError(f"probabilities of text {row} sum to {total:.4f}")
+    if len(out["label"]["data"]) != n or len(out["entropy"]["data"]) != n:
+        raise ValueError("label/entropy do not have one element per text")
+    return "labels " + ", ".join(str(label) for label in out["label"]["data"])
+
+
+def check_mammography(body: dict, n_images: int) -> str:
+    """Validate a mammography response for an n-image study; return a summary or raise ValueError."""
+    out = outputs_by_name(body)
+    for name in ("boxes", "scores", "labels", "image_index", "quality", "risk"):
+        if name not in out:
+            raise ValueError(f"missing output {name!r}")
+    m = out["scores"]["shape"][0]
+    if out["boxes"]["shape"] != [m, 4] or out["labels"]["shape"] != [m] or out["image_index"]["shape"] != [m]:
+        raise ValueError("boxes/labels/image_index do not match scores")
+    if out["quality"]["shape"] != [n_images]:
+        raise ValueError(f"quality shape {out['quality']['shape']}, expected [{n_images}]")
+    if any(not 0 <= i < n_images for i in out["image_index"]["data"]):
+        raise ValueError("image_index outside the study")
+    risk = out["risk"]["data"][0]
+    if not 0.0 <= risk <= 1.0:
+        raise ValueError(f"risk {risk} is not a probability")
+    return f"{m} findings, risk {risk:.3f}"
+
+
+def smoke_request(client: httpx.Client, base: str, host: str | None, model: str, payload: dict) -> dict:
+    """POST one v2 inference request; return the JSON body or raise ValueError naming the failure."""
+    headers = {"Host": host} if host else {}
+    response = client.post(f"{base}/v2/models/{model}/infer", json=payload, headers=headers)
+    if response.status_code != 200:
+        raise ValueError(f"HTTP {response.status_code}: {response.text[:300]}")
+    return response.json()
+
+
+def smoke_model(client: httpx.Client, base: str, host: str | None, model: str, seed: int) -> SmokeResult:
+    """Send the model's smoke request and check the answer."""
+    started = time.perf_counter()
+    try:
+        if model == "sentiment":
+            payload = {"inputs": [text_input("text", SMOKE_TEXTS)]}
+            detail = check_sentiment(smoke_request(client, base, host, model, payload), len(SMOKE_TEXTS))
+        elif model == "mammography":
+            from .dicom_synth import synth_study
+
+            study = [image.to_bytes() for image in synth_study(seed, images=4)]
+            payload = {"inputs": [file_input("dicom", study)]}
+            detail = check_mammography(smoke_request(client, base, host, model, payload), len(study))
+        else:
+            return SmokeResult(model, False, "not a duet model", 0.0)
+    except (ValueError, KeyError, IndexError, TypeError, httpx.HTTPError) as exc:
+        return SmokeResult(model, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+    return SmokeResult(model, True, detail, time.perf_counter() - started)
+
+
+def route(isvc_url: str | None, ingress: str | None) -> tuple[str, str | None]:
+    """(base URL to POST to, Host header) for an InferenceService: through the ingress with the service's host
+    name when an ingress is given, else straight to the service's URL."""
+    if ingress:
+        if not isvc_url:
+            raise ValueError("the InferenceService has no URL yet")
+        return ingress.rstrip("/"), urlsplit(isvc_url).netloc
+    if not isvc_url:
+        raise ValueError("the InferenceService has no URL yet; pass --ingress")
+    return isvc_url.rstrip("/"), None
+
+
+@cluster_app.command()
+def smoke(
+    ingress: Annotated[str | None, typer.Option(
+        help="Ingress gateway URL (http://host:port); requests carry each InferenceService's host name. "
+             "Without it, each InferenceService's status URL is called directly.")] = None,
+    namespace: Namespace = "duet",
+    selector: Selector = DEFAULT_SELECTOR,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic mammography study.")] = 7,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 60.0,
+    verify: Annotated[bool, typer.Option(help="Verify TLS certificates.")] = True,
+) -> None:
+    """Send one real request per model through the ingress and check each answer against the contract.
+
+    Exits 1 when any model fails.
+    """
+    console = Console()
+    try:
+        api = api_client(kubeconfig, context)
+        services = inference_services(api, namespace, selector)
+    except ClusterError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if not services:
+        console.print(f"[red]no InferenceService matching {selector!r} in namespace {namespace!r}[/]")
+        raise typer.Exit(1)
+    results = []
+    with httpx.Client(timeout=timeout, verify=verify) as client:
+        for isvc in services:
+            model = model_of(isvc)
+            try:
+                base, host = route(isvc.get("status", {}).get("url"), ingress)
+            except ValueError as exc:
+                results.append(SmokeResult(model, False, str(exc), 0.0))
+                continue
+            results.append(smoke_model(client, base, host, model, seed))
+    table = Table("model", "result", "seconds", "detail", title="duet smoke test")
+    for result in results:
+        table.add_row(result.model, "[green]ok[/]" if result.ok else "[red]FAILED[/]", f"{result.seconds:.2f}",
+                      result.detail)
+    console.print(table)
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
