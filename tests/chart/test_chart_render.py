@@ -368,3 +368,13 @@ def test_notes_tell_how_to_call_both_models(helm):
     assert "/v2/models/mammography/infer" in notes
     assert "duet cluster smoke" in notes
     assert "kubectl -n duet get inferenceservice duet-mammography" in notes
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_object_carries_the_standard_labels_from_one_helper(renders, variant):
+    expected = {"helm.sh/chart": "duet-0.1.0", "app.kubernetes.io/name": "duet", "app.kubernetes.io/instance": "duet",
+                "app.kubernetes.io/version": "0.1.0", "app.kubernetes.io/managed-by": "Helm",
+                "app.kubernetes.io/part-of": "duet"}
+    for obj in renders[variant]:
+        labels = obj["metadata"]["labels"]
+        assert expected.items() <= labels.items(), (obj["kind"], obj["metadata"]["name"])

@@ -97,24 +97,28 @@ def test_dockerignore_keeps_the_context_small():
         assert not dockerignore_excludes(needed), needed
 
 
-def test_transformer_entry_point_is_the_real_module_and_starts():
-    entry = [args for keyword, args in instructions(TRANSFORMER_DOCKERFILE) if keyword == "ENTRYPOINT"]
-    assert entry == ['["python", "-m", "transformers_pre"]']
-    assert (REPO / "transformers_pre" / "__main__.py").is_file()
+@pytest.fixture(scope="module")
+def entry_point_help() -> str:
+    """`python -m transformers_pre --help`, the image's entry point, run for real."""
     proc = subprocess.run([sys.executable, "-m", "transformers_pre", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_transformer_entry_point_is_the_real_module_and_starts(entry_point_help):
+    entry = [args for keyword, args in instructions(TRANSFORMER_DOCKERFILE) if keyword == "ENTRYPOINT"]
+    assert entry == ['["python", "-m", "transformers_pre"]']
+    assert (REPO / "transformers_pre" / "__main__.py").is_file()
     for flag in ("--model", "--predictor_host", "--predictor_protocol", "--http_port", "--grpc_port",
                  "--model_name", "--workers", "--enable_predictor_health_check"):
-        assert flag in proc.stdout, f"the chart passes {flag}, the entry point does not take it"
+        assert flag in entry_point_help, f"the chart passes {flag}, the entry point does not take it"
 
 
-def test_chart_passes_only_flags_the_entry_point_takes(render):
-    proc = subprocess.run([sys.executable, "-m", "transformers_pre", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, check=False)
+def test_chart_passes_only_flags_the_entry_point_takes(render, entry_point_help):
     isvc = next(o for o in render() if o["kind"] == "InferenceService")
     for arg in isvc["spec"]["transformer"]["containers"][0]["args"]:
-        assert arg.split("=", 1)[0] in proc.stdout, arg
+        assert arg.split("=", 1)[0] in entry_point_help, arg
 
 
 def image_requirements() -> list[Requirement]:

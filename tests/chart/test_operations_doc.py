@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import yaml
-
 from chart_support import CHART, OPERATIONS_DOC, markdown_anchors, rule_names
 
 DOC = OPERATIONS_DOC.read_text()
@@ -16,7 +15,7 @@ VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
 def section(title: str) -> str:
     """Text of the `## title` section."""
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, flags=re.S | re.M)
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, flags=re.DOTALL | re.MULTILINE)
     assert match, f"docs/operations.md has no '## {title}' section"
     return match.group(1)
 
@@ -34,7 +33,7 @@ def test_guide_covers_install_upgrade_rollback_scaling_and_model_swaps():
 
 def test_one_runbook_per_alert_and_no_runbook_without_an_alert():
     _, alerts = rule_names()
-    runbooks = set(re.findall(r"^### (\w+)$", section("Runbooks"), flags=re.M))
+    runbooks = set(re.findall(r"^### (\w+)$", section("Runbooks"), flags=re.MULTILINE))
     assert runbooks == alerts
     anchors = markdown_anchors(DOC)
     for link in re.findall(r"\]\(#([^)]+)\)", DOC):
@@ -42,7 +41,8 @@ def test_one_runbook_per_alert_and_no_runbook_without_an_alert():
 
 
 def test_every_chart_value_named_in_the_guide_exists():
-    named = set(re.findall(r"`((?:%s)(?:\.[A-Za-z0-9]+)+)`" % "|".join(VALUES), DOC))
+    top_level = "|".join(map(re.escape, VALUES))
+    named = set(re.findall(rf"`((?:{top_level})(?:\.[A-Za-z0-9]+)+)`", DOC))
     assert len(named) >= 15
     for dotted in named:
         node = VALUES
