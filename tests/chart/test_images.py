@@ -192,3 +192,13 @@ def test_model_image_puts_the_repository_where_kserve_modelcar_looks():
     assert base.startswith("busybox:"), "modelcar needs a shell and sleep in the image"
     for model in ("mammo_detector", "sentiment"):
         assert (REPO / "predictors" / "model_repository" / model / "config.pbtxt").is_file()
+
+
+def test_transformer_image_has_what_the_dev_hot_reload_runs(render):
+    """The dev profile runs `python -m watchfiles` and `sh` inside the transformer image."""
+    isvc = next(o for o in render([CHART / "ci" / "dev-values.yaml"]) if o["kind"] == "InferenceService")
+    command = " ".join(isvc["spec"]["transformer"]["containers"][0]["command"])
+    assert command.startswith("sh -c exec python -m watchfiles")
+    assert "watchfiles" in closure(image_requirements())
+    base = next(args for keyword, args in instructions(TRANSFORMER_DOCKERFILE) if keyword == "FROM")
+    assert "-slim" in base, "a Debian slim base has /bin/sh; distroless would not"
