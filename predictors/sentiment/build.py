@@ -69,6 +69,8 @@ def recipe(quick: bool = False) -> dict[str, Any]:
         "schedule": "linear warmup then linear decay to 0",
         "warmup_fraction": 0.1,
         "grad_clip_norm": 1.0,
+        "batching": "length-grouped: seeded shuffle, groups of 16 batches sorted by length, batches shuffled",
+        "length_group_batches": 16,
         "max_steps": 10 if quick else None,
         "baseline": "tf-idf word 1-2 grams (sublinear tf) + logistic regression (lbfgs, max_iter 2000)",
         "onnx_opset": 18,
@@ -153,6 +155,7 @@ def build(model_dir: Path, recipe: dict[str, Any], progress: Progress) -> dict[s
         weight_decay=float(recipe["weight_decay"]),
         warmup_fraction=float(recipe["warmup_fraction"]),
         grad_clip_norm=float(recipe["grad_clip_norm"]),
+        length_group_batches=int(recipe["length_group_batches"]),
         max_steps=recipe["max_steps"],
     )
     train_started = time.perf_counter()

@@ -24,7 +24,30 @@ class TrainConfig:
     weight_decay: float
     warmup_fraction: float
     grad_clip_norm: float
+    length_group_batches: int
     max_steps: int | None = None
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, group_batches: int, epochs: int, seed: int
+) -> list[np.ndarray]:
+    """Index batches for `epochs` passes: a seeded shuffle, cut into groups of `group_batches` batches, each
+    group sorted by token length before it is cut into batches, then the batches themselves shuffled.
+
+    Sentences of similar length share a batch, so padding (to the batch's longest) wastes about half as much
+    compute as with a plain shuffle, while batch order and membership stay random from one group to the next.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    group = batch_size * group_batches
+    batches: list[np.ndarray] = []
+    for _ in range(epochs):
+        order = torch.randperm(len(lengths), generator=generator).numpy()
+        for start in range(0, len(order), group):
+            chunk = order[start : start + group]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
 
 
 def fine_tune(
@@ -37,12 +60,13 @@ def fine_tune(
 ) -> list[float]:
     """Train every parameter (encoder and head) with AdamW and a linear warmup/decay schedule.
 
-    Batches are drawn from a permutation seeded by `config.seed` and padded to their longest sentence.
-    Returns the training loss of each step.
+    Batches come from `length_grouped_batches` (seeded by `config.seed`) and are padded to their longest
+    sentence. Returns the training loss of each step.
     """
-    generator = torch.Generator().manual_seed(config.seed)
-    order = torch.cat([torch.randperm(len(texts), generator=generator) for _ in range(config.epochs)])
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    lengths = encode(encoder, texts)[1].sum(axis=1)
+    batches = length_grouped_batches(
+        lengths, config.batch_size, config.length_group_batches, config.epochs, config.seed
+    )
     if config.max_steps is not None:
         batches = batches[: config.max_steps]
     optimizer = torch.optim.AdamW(
@@ -59,9 +83,9 @@ def fine_tune(
     model.train()
     torch.manual_seed(config.seed)  # dropout masks
     for batch in batches:
-        input_ids, attention_mask = encode(encoder, [texts[i] for i in batch.tolist()])
+        input_ids, attention_mask = encode(encoder, [texts[i] for i in batch])
         logits = model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        loss = torch.nn.functional.cross_entropy(logits, target[batch])
+        loss = torch.nn.functional.cross_entropy(logits, target[torch.from_numpy(batch)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)

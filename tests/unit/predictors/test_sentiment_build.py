@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from rich.progress import Progress
 from tokenizers import Tokenizer
 
 from predictors.cards import sha256_file
+from predictors.model_config import dump_json
 from predictors.sentiment import data
 from predictors.sentiment.build import WARMUP_LENGTH, WARMUP_TEXT, build, recipe
 from predictors.sentiment.export import ExportMismatchError, check_contract, verify_against_torch
@@ -174,23 +173,11 @@ def test_warmup_tensors_are_a_real_tokenized_sentence(built: tuple[Path, dict[st
     assert logits.shape == (1, 3)
 
 
-_PARSE = """
-import json, sys
-from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2
-config = text_format.Parse(open(sys.argv[1]).read(), model_config_pb2.ModelConfig())
-print(json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True)))
-"""
-
 _ONNX_TO_TRITON = {TensorProto.INT64: "TYPE_INT64", TensorProto.FLOAT: "TYPE_FP32"}
 
 
 def test_config_matches_the_onnx_graph(built: tuple[Path, dict[str, Any]]) -> None:
-    # tritonclient's protobufs clash with kserve's in one process (see DESIGN.md): parse in a child process.
-    result = subprocess.run(
-        [sys.executable, "-c", _PARSE, str(CONFIG)], capture_output=True, text=True, check=True
-    )
-    config = json.loads(result.stdout)
+    config = dump_json(CONFIG)
     model_dir, _ = built
     graph = onnx.load(str(model_dir / "1/model.onnx"), load_external_data=False).graph
     declared = {t["name"]: t for t in config["input"] + config["output"]}
