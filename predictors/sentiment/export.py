@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,22 @@ VERIFY_BATCH_SIZES = (1, 3, 8)
 VERIFY_TOLERANCE = 1e-4
 
 
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence the exporter's stage prints, warnings and the named loggers (below ERROR) so they do not tear
+    through the caller's rich progress display."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    try:
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 class ExportMismatchError(RuntimeError):
     """ONNX Runtime disagrees with torch beyond tolerance, or the graph breaks the predictor contract."""
 
@@ -39,9 +57,8 @@ def export_fp32(
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dynamic = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The exporter prints its stages and warns about optional torchvision ops; keep the progress display clean.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    # The exporter prints its stages and warns that optional torchvision ops are missing.
+    with _quiet("torch.onnx"):
         torch.onnx.export(
             model,
             (torch.from_numpy(example[0]), torch.from_numpy(example[1])),
@@ -59,7 +76,9 @@ def export_fp32(
 
 def export_int8(fp32_path: Path, int8_path: Path) -> None:
     """Dynamically quantize the FP32 graph's weights to INT8 (activations quantized at run time) for CPU serving."""
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    # The quantizer logs a generic "consider pre-processing" hint on the root logger for every model.
+    with _quiet(""):
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
 
 
 def session(path: Path, threads: int = 0) -> ort.InferenceSession:
