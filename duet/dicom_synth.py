@@ -306,7 +306,9 @@ def dicom_group() -> None:
 
 @dicom_app.command("synth")
 def synth_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per study).")] = DEFAULT_OUT,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (with several studies, one sub-folder each).")
+    ] = DEFAULT_OUT,
     studies: Annotated[int, typer.Option(min=1, help="Number of studies.")] = 1,
     images: Annotated[int, typer.Option(min=1, max=4, help="Images per study (L CC, R CC, L MLO, R MLO).")] = 4,
     rows: Annotated[int, typer.Option(min=16, help="Rows of each image (stored pixels).")] = 4096,
@@ -324,7 +326,10 @@ def synth_command(
         typer.Option("--degraded/--diagnostic", help="Force non-diagnostic or diagnostic images (default: drawn)."),
     ] = None,
 ) -> None:
-    """Write synthetic MG studies and a `truth.json` per study (boxes in stored pixels)."""
+    """Write synthetic MG studies and a `truth.json` per study (boxes in stored pixels).
+
+    One study goes straight into OUT (`0_LCC.dcm` ... `truth.json`); several go into `OUT/study_<seed>/`.
+    """
     console = Console()
     try:
         with Progress(console=console) as progress:
@@ -338,7 +343,7 @@ def synth_command(
                         degraded=degraded,
                     ))
                     progress.advance(task)
-                write_study(study, out / f"study_{seed + number:05d}")
+                write_study(study, out if studies == 1 else out / f"study_{seed + number:05d}")
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     console.print(f"wrote {studies} studies of {images} images to {out}")

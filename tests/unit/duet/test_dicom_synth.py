@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +119,7 @@ def test_invalid_options_are_refused() -> None:
         synth_study(1, images=5, **SIZE)
 
 
-def test_cli_writes_studies_with_truth(tmp_path) -> None:
+def test_cli_writes_studies_with_truth(tmp_path: Path) -> None:
     result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--studies", "2", "--images", "2",
                                             "--rows", "96", "--columns", "80", "--syntax", "jpegls", "--seed", "5",
                                             "--lesions", "1", "--diagnostic"])
@@ -137,7 +138,14 @@ def test_cli_writes_studies_with_truth(tmp_path) -> None:
     assert not any(secret in text for secret in expected[0].patient.secrets)
 
 
-def test_cli_rejects_bad_options(tmp_path) -> None:
+def test_cli_writes_a_single_study_straight_into_the_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--images", "1", "--rows", "64",
+                                            "--columns", "52"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0_LCC.dcm", "truth.json"]
+
+
+def test_cli_rejects_bad_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--syntax", "jpeg", "--rows", "32",
                                             "--columns", "32"])
     assert result.exit_code != 0 and "syntax" in result.output
