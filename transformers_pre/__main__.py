@@ -17,10 +17,12 @@ from pathlib import Path
 def _fresh_multiprocess_dir() -> None:
     # Must run before prometheus_client is imported (kserve imports it): stale files from a previous run
     # would otherwise be summed into this run's counters.
+    # On a cluster the folder is an emptyDir mount point: empty it, never remove it.
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
-        shutil.rmtree(folder, ignore_errors=True)
         Path(folder).mkdir(parents=True, exist_ok=True)
+        for entry in Path(folder).iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 _fresh_multiprocess_dir()

@@ -33,6 +33,7 @@ class DuetModel(Model):
         for status_class in ("2xx", "4xx", "5xx"):
             REQUESTS.labels(name, status_class)
         PREDICTOR_RETRIES.labels(predictor_model)
+        INFLIGHT.labels(name)
 
     async def predictor_metadata(self) -> ModelMetadata:
         """The predictor model's v2 metadata, fetched once (the predictor may start after the transformer)."""

@@ -118,21 +118,30 @@ def test_every_dashboard_query_returns_data(observed) -> None:  # noqa: ANN001
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
 
 
+def _walk_queries(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["query"]] if isinstance(node.get("query"), str) else []
+        return found + [q for value in node.values() for q in _walk_queries(value)]
+    if isinstance(node, list):
+        return [q for value in node for q in _walk_queries(value)]
+    return []
+
+
 def _autoscaling_queries() -> dict[str, str]:
-    """The KEDA trigger queries the chart renders for namespace duet-local, by trigger name."""
-    spec = importlib.util.spec_from_file_location("helm_tools", ROOT / "tests" / "chart" / "helm_tools.py")
-    helm_tools = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helm_tools)
+    """The autoscaling queries the chart renders for namespace duet-local (KServe-generated KEDA triggers in the
+    InferenceServices by default, or the chart's own ScaledObjects), keyed by object and position."""
+    spec = importlib.util.spec_from_file_location("chart_support", ROOT / "tests" / "chart" / "chart_support.py")
+    chart_support = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chart_support)
     try:
-        objects = helm_tools.render([], {}, release="duet", namespace=LOCAL_NAMESPACE)
-    except helm_tools.HelmUnavailable as reason:
+        objects = chart_support.render([], {}, release="duet", namespace=LOCAL_NAMESPACE)
+    except chart_support.HelmUnavailable as reason:
         pytest.skip(f"no helm binary: {reason}")
-    queries = {}
-    for scaled in (o for o in objects if o.get("kind") == "ScaledObject"):
-        for index, trigger in enumerate(scaled["spec"]["triggers"]):
-            if trigger["type"] == "prometheus":
-                queries[f"{scaled['metadata']['name']}#{index}"] = trigger["metadata"]["query"]
-    return queries
+    return {
+        f"{o['kind']}/{o['metadata']['name']}#{index}": query
+        for o in objects if o.get("kind") in ("InferenceService", "ScaledObject")
+        for index, query in enumerate(_walk_queries(o["spec"]))
+    }
 
 
 def test_chart_autoscaling_queries_rise_with_load(observed) -> None:  # noqa: ANN001
