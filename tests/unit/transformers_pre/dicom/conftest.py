@@ -37,11 +37,13 @@ def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
         name + "_value", helper.np_dtype_to_tensor_dtype(value.dtype), value.shape, value.flatten().tolist()))
 
 
-def build_standin_detector(path: Path, height: int = STANDIN_HW[0], width: int = STANDIN_HW[1]) -> Path:
+def build_standin_detector(
+    path: Path, height: int = STANDIN_HW[0], width: int = STANDIN_HW[1], top_k: int = STANDIN_K
+) -> Path:
     """Write the stand-in detector ONNX (opset 17, dynamic batch) to `path`."""
     nodes = [
         _const("w", np.array(width, np.int64)),
-        _const("k", np.array([STANDIN_K], np.int64)),
+        _const("k", np.array([top_k], np.int64)),
         _const("half", np.array(STANDIN_HALF_BOX, np.float32)),
         _const("offset", np.array(0.5, np.float32)),
         _const("score_shift", np.array(0.08, np.float32)),
@@ -94,9 +96,9 @@ def build_standin_detector(path: Path, height: int = STANDIN_HW[0], width: int =
         "standin_mammo_detector",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, height, width])],
         [
-            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", STANDIN_K, 4]),
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", STANDIN_K]),
-            helper.make_tensor_value_info("classes", TensorProto.INT64, ["batch", STANDIN_K]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", top_k, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", top_k]),
+            helper.make_tensor_value_info("classes", TensorProto.INT64, ["batch", top_k]),
             helper.make_tensor_value_info("malignancy", TensorProto.FLOAT, ["batch", 1]),
             helper.make_tensor_value_info("quality", TensorProto.FLOAT, ["batch", 1]),
         ],
