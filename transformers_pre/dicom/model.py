@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ class MammographyModel(DuetModel):
         cv2.setNumThreads(1)
         self.ready = True
         return self.ready
+
+    def start(self) -> None:
+        super().start()
+        if self.settings.dicom.decode_in_processes:
+            # Spawning the decoder processes takes a second or two; do it now, off the request path.
+            threading.Thread(target=self._warm_up, name="dicom-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.pools.warm_up()
+        except Exception as error:  # noqa: BLE001 - a failed warm-up only means the first request starts them
+            logger.warning("decoder processes did not start ahead of requests: %s", type(error).__name__)
 
     def stop(self) -> None:
         self.pools.shutdown()

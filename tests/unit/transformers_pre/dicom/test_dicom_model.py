@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import warnings
 from io import BytesIO
 
@@ -191,3 +192,17 @@ async def test_patient_data_never_reaches_logs_or_warnings(mammography, dicom_re
     text = caplog.text + "\n".join(str(w.message) for w in caught) + str(refused.value)
     for secret in secrets:
         assert secret not in text
+
+
+def test_start_spawns_the_decoder_processes_off_the_request_path(mammography) -> None:
+    mammography.start()
+    assert mammography.ready
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pool = mammography.pools._processes
+        if pool is not None and len(pool._processes) == mammography.settings.dicom.decode_workers:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("decoder processes were not started")
+    assert all(process.is_alive() for process in mammography.pools._processes._processes.values())
