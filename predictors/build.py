@@ -37,11 +37,26 @@ def recipe_hash(model: str, recipe: dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+COMMITTED_REPOSITORY = PACKAGE_ROOT / "model_repository"
+
+
 def _install(built: Path, model_dir: Path, stamp: str) -> None:
-    """Replace the generated files of a repository model folder (config.pbtxt stays) with a built one."""
+    """Replace the generated files of a repository model folder (config.pbtxt stays) with a built one.
+
+    A folder outside the committed repository (`--out`) gets the committed config.pbtxt (and its variants in
+    `configs/`), so it is a complete Triton model folder.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
+    committed = COMMITTED_REPOSITORY / model_dir.name
+    if model_dir.resolve() != committed.resolve():
+        for name in ("config.pbtxt", "configs"):
+            source = committed / name
+            if source.is_dir():
+                shutil.copytree(source, model_dir / name, dirs_exist_ok=True)
+            elif source.exists():
+                shutil.copy2(source, model_dir / name)
     for entry in model_dir.iterdir():
-        if entry.name == "config.pbtxt":
+        if entry.name in ("config.pbtxt", "configs"):
             continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     for entry in built.iterdir():
