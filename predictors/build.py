@@ -43,12 +43,12 @@ COMMITTED_REPOSITORY = PACKAGE_ROOT / "model_repository"
 def _install(built: Path, model_dir: Path, stamp: str) -> None:
     """Replace the generated files of a repository model folder (config.pbtxt stays) with a built one.
 
-    A folder outside the committed repository (`--out`) gets the committed config.pbtxt (and its variants in
-    `configs/`), so it is a complete Triton model folder.
+    A folder without a config (`--out` elsewhere) gets the committed config.pbtxt and its variants in
+    `configs/`, so it is a complete Triton model folder; an existing config is never overwritten.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     committed = COMMITTED_REPOSITORY / model_dir.name
-    if model_dir.resolve() != committed.resolve():
+    if not (model_dir / "config.pbtxt").exists():
         for name in ("config.pbtxt", "configs"):
             source = committed / name
             if source.is_dir():

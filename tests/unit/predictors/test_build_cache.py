@@ -29,3 +29,13 @@ def test_install_replaces_built_files_and_keeps_the_config(tmp_path: Path) -> No
     assert not (model_dir / "1" / "stale.onnx").exists()
     assert (model_dir / "1" / "model.onnx").read_bytes() == b"new"
     assert (model_dir / STAMP).read_text().strip() == "sentiment-abc"
+
+
+def test_install_elsewhere_brings_the_committed_config(tmp_path: Path) -> None:
+    built = tmp_path / "cache" / "sentiment-abc"
+    (built / "1").mkdir(parents=True)
+    (built / "1" / "model.onnx").write_bytes(b"new")
+    model_dir = tmp_path / "elsewhere" / "sentiment"
+    _install(built, model_dir, "sentiment-abc")
+    committed = Path(__file__).resolve().parents[3] / "predictors" / "model_repository" / "sentiment" / "config.pbtxt"
+    assert (model_dir / "config.pbtxt").read_text() == committed.read_text()
