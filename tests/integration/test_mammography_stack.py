@@ -94,21 +94,29 @@ def studies() -> list[list[SynthImage]]:
 
 
 def test_lesions_are_found_at_their_original_pixel_location(local_stack, studies) -> None:
-    matched, total = 0, 0
+    matched, same_label, total = 0, 0, 0
     for study in studies:
         result = _binary_infer(local_stack, [image.to_bytes() for image in study])
         boxes, index = result.as_numpy("boxes"), result.as_numpy("image_index")
+        labels = np.array([label.decode() for label in result.as_numpy("labels")])
         assert boxes.dtype == np.float32 and index.dtype == np.int32
         for number, image in enumerate(study):
-            mine = boxes[index == number]
+            mine, mine_labels = boxes[index == number], labels[index == number]
             # Every box lies inside its own stored image.
             assert np.all(mine >= 0) and np.all(mine[:, [0, 2]] <= COLUMNS) and np.all(mine[:, [1, 3]] <= ROWS)
-            for truth in image.boxes:
+            for truth, truth_label in zip(image.boxes, image.labels):
                 total += 1
-                if len(mine) and pairwise_iou(truth.astype(np.float64), mine.astype(np.float64)).max() >= 0.5:
+                if not len(mine):
+                    continue
+                overlaps = pairwise_iou(truth.astype(np.float64), mine.astype(np.float64))
+                if overlaps.max() >= 0.5:
                     matched += 1
-    # The detector is a small synthetic-data model (mAP@0.5 ~0.5): most lesions, not all, are expected.
-    assert total == 24 and matched >= total // 2, f"{matched} of {total} lesions found with IoU >= 0.5"
+                    same_label += mine_labels[int(overlaps.argmax())] == truth_label
+    # Views include mirrored right breasts, MONOCHROME1, JPEG 2000 / RLE and the fallback window. The shipped
+    # detector (mAP@0.5 ~0.8 on held-out phantoms) found 22 of these 24 lesions in the stored pixels.
+    assert total == 24
+    assert matched >= 18, f"{matched} of {total} lesions found with IoU >= 0.5 in original pixels"
+    assert same_label >= 2 * matched // 3, f"{same_label} of {matched} found lesions with the right class"
 
 
 def test_binary_json_and_grpc_agree_with_an_in_process_run(local_stack, studies) -> None:
