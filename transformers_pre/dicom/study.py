@@ -197,13 +197,24 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Where worker processes come from: a fork server that has imported this module (and not the server's
+    __main__, which would drag KServe into every worker), else plain spawn. Never a fork of the serving process,
+    whose gRPC and event-loop threads make forking unsafe."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 class DecodePools:
     """Bounded pools that prepare views: threads for uncompressed pixels, processes for compressed ones.
 
     pylibjpeg-openjpeg, pyjpegls and pylibjpeg-rle hold the GIL while decoding (measured: a thread decoding
     JPEG 2000 leaves other Python threads ~15% of their speed), so compressed views go to `decode_workers`
-    processes (started with "spawn" on first use, never at import) and only the blob in and the small model
-    input out cross the process boundary. Uncompressed views stay on `decode_workers` threads: numpy's gather
+    processes (from a fork server, on first use or `warm_up`, never at import) and only the blob in and the small
+    model input out cross the process boundary. Uncompressed views stay on `decode_workers` threads: numpy's gather
     and OpenCV release the GIL, and copying 27 MB to a process would cost more than the whole pipeline.
     """
 
@@ -223,8 +234,7 @@ class DecodePools:
         with self._lock:
             if self._processes is None:
                 self._processes = ProcessPoolExecutor(
-                    self.settings.decode_workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_worker_init,
+                    self.settings.decode_workers, mp_context=_worker_context(), initializer=_worker_init
                 )
             return self._processes
 
