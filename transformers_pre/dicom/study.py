@@ -212,7 +212,8 @@ class DecodePools:
     """Bounded pools that prepare views: threads for uncompressed pixels, processes for compressed ones.
 
     pylibjpeg-openjpeg, pyjpegls and pylibjpeg-rle hold the GIL while decoding (measured: a thread decoding
-    JPEG 2000 leaves other Python threads ~15% of their speed), so compressed views go to `decode_workers`
+    JPEG 2000, JPEG-LS or RLE leaves another Python thread 10%, 25% and 35% of its speed), so compressed views
+    go to `decode_workers`
     processes (from a fork server, on first use or `warm_up`, never at import) and only the blob in and the small
     model input out cross the process boundary. Uncompressed views stay on `decode_workers` threads: numpy's gather
     and OpenCV release the GIL, and copying 27 MB to a process would cost more than the whole pipeline.
