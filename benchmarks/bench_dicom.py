@@ -104,8 +104,9 @@ def measure_view(name: str, blob: bytes, repeats: int, with_naive: bool) -> View
     return ViewResult(name, len(blob) / 1e6, decode_ms, full_ms, window_ms, resize_ms, naive_ms)
 
 
-def measure_study(blobs: list[bytes], repeats: int) -> tuple[list[float], float, int]:
-    """(each view's decode time alone, the study's median wall time through the transformer's pools, workers)."""
+def measure_study(blobs: list[bytes], repeats: int) -> tuple[list[float], float, int, float]:
+    """(each view's decode time alone, the study's median wall time through the transformer's pools, workers,
+    the machine's 1-minute load average at the end: on a shared machine, other work takes cores away)."""
     settings = DicomSettings()
     images = read_study(blobs, settings)
     decode_ms = [median_ms(lambda b=blob, i=image: decode_pixels(b, i.header.transfer_syntax, 0), 1)
@@ -116,15 +117,15 @@ def measure_study(blobs: list[bytes], repeats: int) -> tuple[list[float], float,
         wall_ms = median_ms(lambda: asyncio.run(prepare_study(blobs, images, MODEL_HW, pools, "bench")), repeats)
     finally:
         pools.shutdown()
-    return decode_ms, wall_ms, settings.decode_workers
+    return decode_ms, wall_ms, settings.decode_workers, os.getloadavg()[0]
 
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def render_markdown(views: list[ViewResult], study: tuple[list[float], float, int]) -> str:
-    decode_ms, wall_ms, workers = study
+def render_markdown(views: list[ViewResult], study: tuple[list[float], float, int, float]) -> str:
+    decode_ms, wall_ms, workers, load = study
     lines = [
         SECTION,
         "",
@@ -148,7 +149,8 @@ def render_markdown(views: list[ViewResult], study: tuple[list[float], float, in
     total = sum(decode_ms)
     lines += [
         "",
-        f"4-view JPEG 2000 Lossless study, all cores, {workers} decode worker processes:",
+        (f"4-view JPEG 2000 Lossless study, all cores, {workers} decode worker processes (1-minute load average "
+         f"at the end, this benchmark included: {load:.1f}):"),
         "",
         "| views' decode times, one at a time | sum | study wall time (full preprocessing) | wall / sum |",
         "|---|---|---|---|",
@@ -219,10 +221,10 @@ def main() -> None:
                       f"{view.full_ms - view.decode_ms:.1f} ms", f"{view.window_ms:.1f} ms",
                       f"{view.resize_ms:.1f} ms", f"{view.naive_ms:.0f} ms" if view.naive_ms else "-")
     console.print(table)
-    decode_ms, wall_ms, workers = study_result
+    decode_ms, wall_ms, workers, load = study_result
     console.print(f"4-view JPEG 2000 study: views decode in {', '.join(f'{ms:.0f}' for ms in decode_ms)} ms "
                   f"(sum {sum(decode_ms):.0f} ms); study wall time {wall_ms:.0f} ms with {workers} workers = "
-                  f"{wall_ms / sum(decode_ms):.2f} x the sum")
+                  f"{wall_ms / sum(decode_ms):.2f} x the sum (load average {load:.1f})")
     if args.markdown:
         write_section(args.markdown, render_markdown(results, study_result))
         console.print(f"wrote the '{SECTION}' section of {args.markdown}")
