@@ -45,6 +45,10 @@ class ModelMetadata:
     outputs: Mapping[str, TensorSpec]
 
 
+# What Triton answers (as UNAVAILABLE) when its scheduler queue is full or a request timed out in it.
+TRITON_QUEUE_REJECTIONS = ("Exceeds maximum queue size", "Request timeout expired")
+
+
 class _Retryable(Exception):
     """The predictor is unavailable for now; the call may be retried."""
 
@@ -169,7 +173,10 @@ class PredictorClient:
             raise self._map_grpc_error(error) from None
 
     def _map_grpc_error(self, error: grpc.aio.AioRpcError) -> Exception:
-        code, details = error.code(), (error.details() or "").splitlines()[0][:300]
+        code, details = error.code(), (error.details() or "").splitlines()[0][:300] if error.details() else ""
+        if code == grpc.StatusCode.UNAVAILABLE and any(text in details for text in TRITON_QUEUE_REJECTIONS):
+            # Triton's bounded queue said no: retrying at once would only add load.
+            return Overloaded(f"predictor queue is full, retry later: {details}")
         if code == grpc.StatusCode.UNAVAILABLE:
             return _Retryable(details or "UNAVAILABLE")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
