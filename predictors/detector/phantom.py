@@ -17,6 +17,7 @@ Coordinate conventions:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -367,23 +368,41 @@ def _cluster_patch(xx: np.ndarray, yy: np.ndarray, p: dict) -> np.ndarray:
     return dots.max(axis=-1)
 
 
+@functools.cache
+def _log_frequency() -> tuple[np.ndarray, np.ndarray]:
+    """log|f| [2*KY, KX+1] (cycles per image height, isotropic frame; DC set to 0) and the DC mask."""
+    fy = np.fft.fftfreq(2 * _TEX_KY, 1.0 / (2 * _TEX_KY))[:, None]
+    fx = np.arange(_TEX_KX + 1, dtype=np.float64)[None, :] / _ASPECT
+    f = np.sqrt(fy * fy + fx * fx)
+    dc = f == 0
+    f[dc] = 1.0
+    return np.log(f).astype(np.float32), dc
+
+
+def _power_law(beta: float) -> np.ndarray:
+    """Unit-energy amplitude spectrum f^(-beta/2), DC removed."""
+    log_f, dc = _log_frequency()
+    amplitude = np.exp(np.float32(-beta / 2.0) * log_f)
+    amplitude[dc] = 0.0
+    return amplitude / np.sqrt(np.square(amplitude, dtype=np.float64).sum(), dtype=np.float32)
+
+
 def _draw_spectrum(rng: np.random.Generator, beta: float) -> np.ndarray:
     """Complex coefficients [2*KY, KX+1] (FFT row order) of a 1/f^beta field, DC removed, unit variance."""
-    fy = np.fft.fftfreq(2 * _TEX_KY, 1.0 / (2 * _TEX_KY))[:, None]
-    fx = np.arange(_TEX_KX + 1, dtype=np.float64)[None, :] / _ASPECT  # cycles per image height, isotropic
-    f = np.sqrt(fy * fy + fx * fx)
-    f[0, 0] = 1.0
     # Coarse 1/f^beta density plus a flatter fine-structure component (strands, ducts): it gives a sharp image
     # detail at the scale of a few model-input pixels whatever the resolution, which is what blur destroys.
-    coarse = f ** (-beta / 2.0)
-    fine = f ** (-_FINE_BETA / 2.0)
-    coarse[0, 0] = fine[0, 0] = 0.0
-    amplitude = coarse / np.sqrt((coarse**2).sum()) + _FINE_WEIGHT * fine / np.sqrt((fine**2).sum())
-    coeffs = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) * amplitude
+    amplitude = _power_law(beta) + np.float32(_FINE_WEIGHT) * _fine_amplitude()
+    noise = rng.standard_normal((2, *amplitude.shape), dtype=np.float32)
+    coeffs = (noise[0] + 1j * noise[1]).astype(np.complex64) * amplitude
     # Real-field variance of a half spectrum: the fx > 0 columns count twice (their mirror images).
-    power = np.abs(coeffs) ** 2
-    variance = power[:, 0].sum() + 2.0 * power[:, 1:].sum()
-    return (coeffs / np.sqrt(variance)).astype(np.complex64)
+    power = coeffs.real**2 + coeffs.imag**2
+    variance = float(power[:, 0].sum(dtype=np.float64) + 2.0 * power[:, 1:].sum(dtype=np.float64))
+    return coeffs / np.float32(np.sqrt(variance))
+
+
+@functools.cache
+def _fine_amplitude() -> np.ndarray:
+    return _power_law(_FINE_BETA)
 
 
 def _render_texture(spectrum: np.ndarray, height: int, width: int) -> np.ndarray:
