@@ -44,7 +44,7 @@ class DicomSettings(BaseSettings):
     max_columns: int = Field(6144)
     max_frames: int = Field(1)
     max_inflated_bytes: int = Field(256 * 1024 * 1024, description="Cap when inflating Deflated syntax.")
-    decode_workers: int = Field(4, ge=1, description="Views decoded concurrently (codecs release the GIL).")
+    decode_workers: int = Field(4, ge=1, description="Views of a study decoded concurrently (threads for uncompressed, processes for compressed).")
     decode_in_processes: bool = Field(
         True,
         description="Decode compressed pixel data (JPEG 2000, JPEG-LS, RLE) in a pool of `decode_workers` "

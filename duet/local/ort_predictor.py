@@ -34,6 +34,12 @@ def execution_providers(tensorrt: bool) -> list[str]:
     return [provider for provider in wanted if provider in available]
 
 
+def _tensor_metadata(tensor: ort.NodeArg) -> dict[str, Any]:
+    """v2 metadata of an ONNX tensor, like Triton's: fixed axes as numbers, symbolic ones (batch) as -1."""
+    shape = [dim if isinstance(dim, int) else -1 for dim in tensor.shape]
+    return {"name": tensor.name, "datatype": ONNX_TO_V2[tensor.type], "shape": shape}
+
+
 @dataclass
 class _Pending:
     feeds: dict[str, np.ndarray]
@@ -54,11 +60,10 @@ class OnnxModel(Model):
         self.ready = True
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        return [{"name": t.name, "datatype": ONNX_TO_V2[t.type], "shape": [-1] * len(t.shape)} for t in self.inputs]
+        return [_tensor_metadata(t) for t in self.inputs]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": t.name, "datatype": ONNX_TO_V2[t.type],
-                 "shape": [d if isinstance(d, int) else -1 for d in t.shape]} for t in self.outputs]
+        return [_tensor_metadata(t) for t in self.outputs]
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         try:
