@@ -87,9 +87,9 @@ def make_framed(
     jobs = [(seed * 1_000_003 + i, gen_h, gen_w, height, width, 1.0) for i in range(count)]
     task = progress.add_task(description, total=count) if progress is not None else None
     results = []
-    # Spawned (not forked) workers: the parent may already run torch's OpenMP thread pool, which does not
-    # survive a fork.
-    context = multiprocessing.get_context("spawn")
+    # Forked workers: "spawn" would re-run the caller's __main__ (a script without a main guard recurses). The
+    # children only run numpy, scipy.fft and OpenCV, never torch's OpenMP pool, so forking a torch process is safe.
+    context = multiprocessing.get_context("fork")
     pool_or_none = (
         ProcessPoolExecutor(workers, mp_context=context) if workers > 1 else contextlib.nullcontext()
     )

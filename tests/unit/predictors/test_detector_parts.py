@@ -51,6 +51,15 @@ def test_make_framed_is_deterministic_and_labels_match() -> None:
         assert a.quality[i] == (not phantom.degraded) and a.malignant[i] == phantom.malignant
 
 
+def test_make_framed_workers_give_the_same_data() -> None:
+    serial = make_framed(9, 5, 64, 52)
+    parallel = make_framed(9, 5, 64, 52, workers=2)
+    np.testing.assert_array_equal(serial.images, parallel.images)
+    np.testing.assert_array_equal(serial.quality, parallel.quality)
+    for a, b in zip(serial.boxes, parallel.boxes):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_iou_and_nms() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
     np.testing.assert_allclose(iou(boxes[0], boxes), [1.0, 81 / 119, 0.0], rtol=1e-6)
