@@ -57,7 +57,18 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         stack.stop()
 
 
+def _send_study(stack) -> None:  # noqa: ANN001
+    from loadtests.payloads import binary_bytes_body, mammography_study
+
+    body, headers = binary_bytes_body("dicom", mammography_study(seed=3, images=2, rows=512, columns=416))
+    reply = httpx.post(f"{stack.transformer_http}/v2/models/mammography/infer", content=body, headers=headers,
+                       timeout=60)
+    assert reply.status_code == 200, reply.text
+
+
 def _send_traffic(stack, seconds: float, concurrency: int = 8) -> int:  # noqa: ANN001
+    if "mammography" in stack.models:
+        _send_study(stack)
     url = f"{stack.transformer_http}/v2/models/sentiment/infer"
     deadline = time.monotonic() + seconds
 
