@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -61,7 +60,7 @@ def _triton_counts(metrics_url: str | None, model: str) -> tuple[float, float]:
     text = httpx.get(metrics_url, timeout=10).text
 
     def total(name: str) -> float:
-        return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M))
+        return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.MULTILINE))
 
     return total("nv_inference_count"), total("nv_inference_exec_count")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -119,7 +118,7 @@ def up(
         console.print("stopped.")
 
 
-def _print_endpoints(stack, prom) -> None:  # noqa: ANN001
+def _print_endpoints(stack, prom) -> None:
     console.print(f"[green]duet is up[/] (predictor: {stack.predictor_kind}, models: {', '.join(stack.models)})")
     console.print(f"  transformers  REST {stack.transformer_http}   gRPC {stack.transformer_grpc}")
     console.print(f"  triton        REST {stack.triton_http}   gRPC {stack.triton_grpc}   metrics {stack.triton_metrics}")
@@ -135,7 +134,7 @@ def _print_endpoints(stack, prom) -> None:  # noqa: ANN001
     console.print("\nCtrl-C stops everything.")
 
 
-def _follow_logs(stack, stopping: threading.Event) -> None:  # noqa: ANN001
+def _follow_logs(stack, stopping: threading.Event) -> None:
     """Print new warning and error lines of every process until a signal arrives or a process dies."""
     offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in stack.logs.items()}
     while not stopping.wait(0.5):

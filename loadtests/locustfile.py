@@ -63,7 +63,7 @@ class MammographyUser(HttpUser):
 
 
 @events.quitting.add_listener
-def check_thresholds(environment, **_: object) -> None:  # noqa: ANN001
+def check_thresholds(environment, **_: object) -> None:
     """Fail the run (exit code 1) when the failure ratio or a model's p99 is over its threshold."""
     stats = environment.stats
     breaches = []

@@ -19,7 +19,7 @@ from google.protobuf import json_format, text_format
 
 
 @cache
-def _model_config_pb2():  # noqa: ANN202
+def _model_config_pb2():
     spec = importlib.util.find_spec("tritonclient")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("tritonclient is not installed")
@@ -30,12 +30,12 @@ def _model_config_pb2():  # noqa: ANN202
     return module
 
 
-def load(path: Path):  # noqa: ANN201 - returns Triton's generated ModelConfig message
+def load(path: Path):
     """Parse a config.pbtxt into Triton's ModelConfig message; raises ParseError on an unknown field."""
     return text_format.Parse(Path(path).read_text(), _model_config_pb2().ModelConfig())
 
 
-def dump(config: Any) -> str:  # noqa: ANN401
+def dump(config: Any) -> str:
     """Serialise a ModelConfig back to pbtxt."""
     return text_format.MessageToString(config)
 

@@ -27,13 +27,13 @@ def _fresh_multiprocess_dir() -> None:
 
 _fresh_multiprocess_dir()
 
-from kserve import logging as kserve_logging  # noqa: E402
-from kserve import model_server  # noqa: E402
+from kserve import logging as kserve_logging
+from kserve import model_server
 
-from .logs import log_config  # noqa: E402
-from .predictor import PredictorClient  # noqa: E402
-from .server import make_model_server  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .logs import log_config
+from .predictor import PredictorClient
+from .server import make_model_server
+from .settings import Settings
 
 MODEL_NAMES = ("mammography", "sentiment")
 

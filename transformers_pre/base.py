@@ -47,7 +47,7 @@ class DuetModel(Model):
         # KServe's check is for dict payloads; ours are typed objects built by preprocess.
         return payload
 
-    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT):  # noqa: ANN204
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT):
         INFLIGHT.labels(self.name).inc()
         started = time.perf_counter()
         status = 500

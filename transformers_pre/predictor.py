@@ -149,7 +149,7 @@ class PredictorClient:
 
         return await self._with_retries(model_name, once)
 
-    async def _with_retries(self, model_name: str, call):  # noqa: ANN001, ANN202
+    async def _with_retries(self, model_name: str, call):
         backoff = self.settings.retry_backoff_seconds
         for attempt in range(self.settings.retries + 1):
             try:
@@ -166,7 +166,7 @@ class PredictorClient:
                 backoff *= 2
         raise AssertionError("unreachable")
 
-    async def _call_grpc(self, awaitable):  # noqa: ANN001, ANN202
+    async def _call_grpc(self, awaitable):
         try:
             return await awaitable
         except grpc.aio.AioRpcError as error:

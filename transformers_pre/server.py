@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 from kserve import InferInput, InferRequest, ModelServer
 from kserve.errors import InvalidInput
 from kserve.model_server import app as kserve_app
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import RequestedOutput
+from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 
 from .errors import DuetError
 from .logs import REQUEST_ID

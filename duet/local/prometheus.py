@@ -27,7 +27,7 @@ class PrometheusUnavailable(RuntimeError):
 class PrometheusServer:
     """Prometheus on 127.0.0.1 scraping the transformer and Triton of a LocalStack, evaluating duet's rules."""
 
-    def __init__(self, stack, port: int = 9090, interval_s: float = 5.0, binary: str | None = None) -> None:  # noqa: ANN001
+    def __init__(self, stack, port: int = 9090, interval_s: float = 5.0, binary: str | None = None) -> None:
         self.stack = stack
         self.port = port
         self.interval_s = interval_s

@@ -26,7 +26,7 @@ class ServedModel:
     max_queue_delay_us: int
 
 
-def onnx_file(model_dir: Path, config, int8: bool) -> Path:  # noqa: ANN001
+def onnx_file(model_dir: Path, config, int8: bool) -> Path:
     version_dir = model_dir / "1"
     default = version_dir / (config.default_model_filename or "model.onnx")
     quantized = version_dir / "model.int8.onnx"

@@ -50,7 +50,7 @@ class StackConfig:
 class LocalStack:
     """The running processes of one local stack. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, config: StackConfig, say=print) -> None:  # noqa: ANN001
+    def __init__(self, config: StackConfig, say=print) -> None:
         self.config = config
         self.say = say
         self.predictor_kind: str = ""

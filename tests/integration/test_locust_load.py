@@ -15,7 +15,7 @@ from duet.paths import ROOT
 pytestmark = pytest.mark.integration
 
 
-def _locust(stack, tmp_path: Path, user_class: str, env: dict[str, str]) -> tuple[int, dict]:  # noqa: ANN001
+def _locust(stack, tmp_path: Path, user_class: str, env: dict[str, str]) -> tuple[int, dict]:
     prefix = tmp_path / user_class
     completed = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
@@ -27,14 +27,14 @@ def _locust(stack, tmp_path: Path, user_class: str, env: dict[str, str]) -> tupl
     return completed.returncode, rows
 
 
-def test_sentiment_load_passes_its_thresholds(local_stack, tmp_path: Path) -> None:  # noqa: ANN001
+def test_sentiment_load_passes_its_thresholds(local_stack, tmp_path: Path) -> None:
     code, rows = _locust(local_stack, tmp_path, "SentimentUser", {})
     assert int(rows["sentiment"]["Request Count"]) > 0
     assert int(rows["sentiment"]["Failure Count"]) == 0
     assert code == 0
 
 
-def test_a_breached_latency_threshold_fails_the_run(local_stack, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_breached_latency_threshold_fails_the_run(local_stack, tmp_path: Path) -> None:
     code, rows = _locust(local_stack, tmp_path, "SentimentUser", {"DUET_MAX_P99_MS_SENTIMENT": "0.001"})
     assert int(rows["sentiment"]["Request Count"]) > 0
     assert code == 1

@@ -6,11 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ import yaml
 from duet.local.prometheus import LOCAL_NAMESPACE, RULES_FILE, PrometheusServer, PrometheusUnavailable
 from duet.paths import ROOT
 
-from .conftest import start_stack  # noqa: TID252
+from .conftest import start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,7 +26,7 @@ DASHBOARD = ROOT / "charts" / "duet" / "files" / "dashboard.json"
 CLUSTER_ONLY = ("kube_horizontalpodautoscaler", "nv_gpu_utilization")
 
 
-def _wait_for(predicate, timeout_s: float, interval_s: float = 1.0):  # noqa: ANN001, ANN202
+def _wait_for(predicate, timeout_s: float, interval_s: float = 1.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
@@ -42,7 +40,7 @@ def _wait_for(predicate, timeout_s: float, interval_s: float = 1.0):  # noqa: AN
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     models = tuple(os.environ.get("DUET_TEST_MODELS", "mammography,sentiment").split(","))
     stack = start_stack(tmp_path_factory.mktemp("observed"), "triton", models)
-    from .conftest import free_ports  # noqa: TID252
+    from .conftest import free_ports
 
     prometheus = PrometheusServer(stack, port=free_ports(1)[0], interval_s=1.0)
     try:
@@ -57,7 +55,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         stack.stop()
 
 
-def _send_study(stack) -> None:  # noqa: ANN001
+def _send_study(stack) -> None:
     from loadtests.payloads import binary_bytes_body, mammography_study
 
     body, headers = binary_bytes_body("dicom", mammography_study(seed=3, images=2, rows=512, columns=416))
@@ -66,7 +64,7 @@ def _send_study(stack) -> None:  # noqa: ANN001
     assert reply.status_code == 200, reply.text
 
 
-def _send_traffic(stack, seconds: float, concurrency: int = 8) -> int:  # noqa: ANN001
+def _send_traffic(stack, seconds: float, concurrency: int = 8) -> int:
     if "mammography" in stack.models:
         _send_study(stack)
     url = f"{stack.transformer_http}/v2/models/sentiment/infer"
@@ -93,7 +91,7 @@ def _recording_rules() -> list[str]:
     return [rule["record"] for group in groups for rule in group["rules"] if "record" in rule]
 
 
-def test_recording_rules_produce_values_after_traffic(observed) -> None:  # noqa: ANN001
+def test_recording_rules_produce_values_after_traffic(observed) -> None:
     stack, prometheus = observed
     assert _send_traffic(stack, seconds=6) > 0
     missing = []
@@ -107,7 +105,7 @@ def test_recording_rules_produce_values_after_traffic(observed) -> None:  # noqa
     assert float(batch[0]["value"][1]) >= 1
 
 
-def test_every_dashboard_query_returns_data(observed) -> None:  # noqa: ANN001
+def test_every_dashboard_query_returns_data(observed) -> None:
     stack, prometheus = observed
     _send_traffic(stack, seconds=4)
     dashboard = json.loads(DASHBOARD.read_text())
@@ -155,7 +153,7 @@ def _autoscaling_queries() -> dict[str, str]:
     }
 
 
-def test_chart_autoscaling_queries_rise_with_load(observed) -> None:  # noqa: ANN001
+def test_chart_autoscaling_queries_rise_with_load(observed) -> None:
     stack, prometheus = observed
     queries = {name: q for name, q in _autoscaling_queries().items() if "sentiment" in q}
     assert queries, "the chart renders no KEDA prometheus trigger for sentiment"
@@ -175,7 +173,7 @@ def test_chart_autoscaling_queries_rise_with_load(observed) -> None:  # noqa: AN
     assert rose == list(queries), f"idle {idle} vs busy {busy}"
 
 
-def test_predictor_stopped_fires_predictor_down_alert(observed) -> None:  # noqa: ANN001
+def test_predictor_stopped_fires_predictor_down_alert(observed) -> None:
     stack, prometheus = observed
     stack.stop_predictor()
     try:

@@ -33,7 +33,7 @@ def _texts_tensor(texts: list[str]) -> triton_http.InferInput:
     return tensor
 
 
-def _reference_probabilities(stack, texts: list[str]) -> np.ndarray:  # noqa: ANN001
+def _reference_probabilities(stack, texts: list[str]) -> np.ndarray:
     """Tokenise and run the same ONNX file directly with ONNX Runtime, then softmax."""
     folder = stack.model_repository / "sentiment"
     max_length = json.loads((folder / "preprocess.json").read_text())["max_length"]
@@ -50,7 +50,7 @@ def _reference_probabilities(stack, texts: list[str]) -> np.ndarray:  # noqa: AN
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def test_binary_tritonclient_matches_onnxruntime_directly(local_stack) -> None:  # noqa: ANN001
+def test_binary_tritonclient_matches_onnxruntime_directly(local_stack) -> None:
     client = triton_http.InferenceServerClient(local_stack.transformer_http.removeprefix("http://"))
     outputs = [triton_http.InferRequestedOutput(n, binary_data=True) for n in ("probabilities", "label", "entropy")]
     result = client.infer("sentiment", [_texts_tensor(HEADLINES)], outputs=outputs)
@@ -63,7 +63,7 @@ def test_binary_tritonclient_matches_onnxruntime_directly(local_stack) -> None: 
     np.testing.assert_allclose(result.as_numpy("entropy"), expected_entropy, atol=1e-5)
 
 
-def test_plain_json_request(local_stack) -> None:  # noqa: ANN001
+def test_plain_json_request(local_stack) -> None:
     body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": HEADLINES[:2]}]}
     reply = httpx.post(f"{local_stack.transformer_http}/v2/models/sentiment/infer", json=body, timeout=30)
     assert reply.status_code == 200, reply.text
@@ -73,7 +73,7 @@ def test_plain_json_request(local_stack) -> None:  # noqa: ANN001
     assert set(outputs["label"]["data"]) <= {"negative", "neutral", "positive"}
 
 
-def test_kserve_rest_client(local_stack) -> None:  # noqa: ANN001
+def test_kserve_rest_client(local_stack) -> None:
     async def call() -> np.ndarray:
         text = InferInput("text", [1], "BYTES")
         text.set_data_from_numpy(np.array([HEADLINES[0].encode()], dtype=object), binary_data=False)
@@ -86,7 +86,7 @@ def test_kserve_rest_client(local_stack) -> None:  # noqa: ANN001
     np.testing.assert_allclose(probabilities.reshape(1, 3), _reference_probabilities(local_stack, HEADLINES[:1]), atol=1e-5)
 
 
-def test_grpc_v2_to_the_transformer(local_stack) -> None:  # noqa: ANN001
+def test_grpc_v2_to_the_transformer(local_stack) -> None:
     async def call() -> dict:
         text = InferInput("text", [3], "BYTES")
         text.set_data_from_numpy(np.array([t.encode() for t in HEADLINES[:3]], dtype=object), binary_data=True)
@@ -100,7 +100,7 @@ def test_grpc_v2_to_the_transformer(local_stack) -> None:  # noqa: ANN001
     assert outputs["entropy"].shape == (3,)
 
 
-def test_health_readiness_and_metadata(local_stack) -> None:  # noqa: ANN001
+def test_health_readiness_and_metadata(local_stack) -> None:
     base = local_stack.transformer_http
     assert httpx.get(f"{base}/v2/health/live").status_code == 200
     assert httpx.get(f"{base}/v2/health/ready").status_code == 200
@@ -111,14 +111,14 @@ def test_health_readiness_and_metadata(local_stack) -> None:  # noqa: ANN001
     assert httpx.get(f"{base}/v2/models/nonexistent/ready").status_code == 404
 
 
-def test_batch_of_64_texts(local_stack) -> None:  # noqa: ANN001
+def test_batch_of_64_texts(local_stack) -> None:
     texts = [f"Headline number {i}: {'good' if i % 2 else 'bad'} news for markets" for i in range(64)]
     client = triton_http.InferenceServerClient(local_stack.transformer_http.removeprefix("http://"))
     result = client.infer("sentiment", [_texts_tensor(texts)])
     np.testing.assert_allclose(result.as_numpy("probabilities"), _reference_probabilities(local_stack, texts), atol=1e-5)
 
 
-def test_long_text_is_truncated_and_reported(local_stack) -> None:  # noqa: ANN001
+def test_long_text_is_truncated_and_reported(local_stack) -> None:
     long_text = "markets " * 500
     client = triton_http.InferenceServerClient(local_stack.transformer_http.removeprefix("http://"))
     result = client.infer("sentiment", [_texts_tensor(["short", long_text])])
@@ -134,13 +134,13 @@ def test_long_text_is_truncated_and_reported(local_stack) -> None:  # noqa: ANN0
         ({"inputs": [{"name": "text", "shape": [300], "datatype": "BYTES", "data": ["x"] * 300}]}, "limit is 256"),
     ],
 )
-def test_bad_requests_are_400_with_a_message(local_stack, body: dict, message: str) -> None:  # noqa: ANN001
+def test_bad_requests_are_400_with_a_message(local_stack, body: dict, message: str) -> None:
     reply = httpx.post(f"{local_stack.transformer_http}/v2/models/sentiment/infer", json=body, timeout=30)
     assert reply.status_code == 400
     assert message in reply.json()["error"]
 
 
-def test_invalid_utf8_is_400_naming_the_element(local_stack) -> None:  # noqa: ANN001
+def test_invalid_utf8_is_400_naming_the_element(local_stack) -> None:
     header = json.dumps({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
                                      "parameters": {"binary_data_size": 12}}]}).encode()
     payload = b"\x02\x00\x00\x00ok" + b"\x02\x00\x00\x00\xff\xfe"
@@ -152,11 +152,11 @@ def test_invalid_utf8_is_400_naming_the_element(local_stack) -> None:  # noqa: A
 
 
 def _metric_total(text: str, name: str, model: str) -> float:
-    pattern = re.compile(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} ([0-9.e+]+)$', re.M)
+    pattern = re.compile(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} ([0-9.e+]+)$', re.MULTILINE)
     return sum(float(value) for value in pattern.findall(text))
 
 
-def test_triton_really_batched_concurrent_requests(local_stack) -> None:  # noqa: ANN001
+def test_triton_really_batched_concurrent_requests(local_stack) -> None:
     if local_stack.predictor_kind != "triton":
         pytest.skip("nv_inference_* metrics are Triton's")
     before = httpx.get(local_stack.triton_metrics).text
@@ -176,7 +176,7 @@ def test_triton_really_batched_concurrent_requests(local_stack) -> None:  # noqa
     assert executions < inferences, f"no batching: {executions} executions for {inferences} inferences"
 
 
-def test_predictor_stopped_is_503_then_recovers_without_restarting_the_transformer(local_stack) -> None:  # noqa: ANN001
+def test_predictor_stopped_is_503_then_recovers_without_restarting_the_transformer(local_stack) -> None:
     url = f"{local_stack.transformer_http}/v2/models/sentiment/infer"
     body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Markets steady"]}]}
     transformer_pid = local_stack.processes["transformer"].pid

@@ -9,13 +9,19 @@ import pytest
 from kserve import InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
-from transformers_pre.codecs import bytes_tensor, decode_blobs, decode_texts, make_response, request_parameters
+from transformers_pre.codecs import (
+    bytes_tensor,
+    decode_blobs,
+    decode_texts,
+    make_response,
+    request_parameters,
+)
 from transformers_pre.errors import BadRequest
 
 DICOM_LIKE = b"\x00" * 128 + b"DICM" + bytes(range(256))
 
 
-def _binary_request(name: str, values: list[bytes], **kwargs) -> InferRequest:  # noqa: ANN003
+def _binary_request(name: str, values: list[bytes], **kwargs) -> InferRequest:
     tensor = InferInput(name, [len(values)], "BYTES")
     tensor.set_data_from_numpy(bytes_tensor(values), binary_data=True)
     return InferRequest("m", [tensor], **kwargs)
