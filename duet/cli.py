@@ -79,6 +79,8 @@ def up(
                                         help="Triton (bundled binary), the ONNX Runtime fallback, or auto."),
     int8: bool = typer.Option(False, envvar="DUET_INT8", help="Serve INT8 variants where built (CPU speed)."),
     workers: int = typer.Option(1, envvar="DUET_WORKERS", help="Transformer REST worker processes."),
+    tensorrt: bool = typer.Option(False, envvar="DUET_TENSORRT",
+                                  help="ONNX Runtime predictor: use TensorRT where onnxruntime-gpu offers it."),
     prometheus: bool = typer.Option(False, help="Also run Prometheus on 127.0.0.1:9090 with duet's rules."),
     prometheus_port: int = typer.Option(9090, envvar="DUET_PROMETHEUS_PORT"),
 ) -> None:
@@ -89,7 +91,7 @@ def up(
     config = StackConfig(
         model_repository=model_repository.resolve(), run_dir=run_dir.resolve(), http_port=http_port,
         grpc_port=grpc_port, triton=TritonPorts(triton_http_port, triton_grpc_port, triton_metrics_port),
-        predictor=predictor.value, int8=int8, workers=workers,
+        predictor=predictor.value, int8=int8, workers=workers, tensorrt=tensorrt,
     )
     stack = LocalStack(config, say=console.print)
     stopping = threading.Event()

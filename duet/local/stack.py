@@ -43,6 +43,7 @@ class StackConfig:
     int8: bool = False
     threads: int = 0
     workers: int = 1
+    tensorrt: bool = False  # ONNX Runtime fallback only: TensorRT provider where onnxruntime-gpu has it
     ready_timeout_s: float = 180.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -142,6 +143,7 @@ class LocalStack:
         self._predictor_command = [
             sys.executable, "-m", "duet.local.ort_predictor", f"--models-file={models_file}",
             f"--http_port={config.triton.http}", f"--grpc_port={config.triton.grpc}",
+            *(["--tensorrt"] if config.tensorrt else []),
         ]
         self._predictor_env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.predictor_kind = "onnxruntime"
