@@ -134,7 +134,9 @@ def bench(
                                        models=tuple(wanted), int8=int8), say=console.print)
         with console.status("starting the stack..."):
             stack.start()
-        url, metrics_url = stack.transformer_http, stack.triton_metrics
+        url = stack.transformer_http
+        # The ONNX Runtime predictor has no Triton metrics endpoint.
+        metrics_url = stack.triton_metrics if stack.predictor_kind == "triton" else None
     steps = [(m, int(u)) for m in wanted for u in (users if m == "sentiment" else study_users).split(",")]
     results: list[LoadResult] = []
     try:
