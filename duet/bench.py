@@ -10,7 +10,6 @@ import csv
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -86,16 +85,6 @@ def run_locust(url: str, model: str, users: int, seconds: int, metrics_url: str 
     )
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
@@ -121,14 +110,14 @@ def bench(
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Append the tables as markdown here."),
 ) -> None:
     """Measure the stack under load: req/s, p50/p95/p99 latency, failures, Triton's achieved batch size."""
-    from .local.stack import LocalStack, StackConfig
+    from .local.stack import LocalStack, StackConfig, free_ports
     from .local.triton import TritonPorts
 
     wanted = [m for m in models.split(",") if m]
     stack = None
     metrics_url = None
     if url is None:
-        http, grpc, t_http, t_grpc, t_metrics = _free_ports(5)
+        http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
         stack = LocalStack(StackConfig(model_repository=model_repository, run_dir=RUN_DIR / "bench", http_port=http, grpc_port=grpc,
                                        triton=TritonPorts(t_http, t_grpc, t_metrics), predictor=predictor,
                                        models=tuple(wanted), int8=int8), say=console.print)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,18 @@ from ..paths import MODEL_REPOSITORY, PREDICTOR_MODELS, ROOT, RUN_DIR
 from . import repository, triton
 
 PredictorKind = Literal["auto", "triton", "onnxruntime"]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that are free on `host` now (for stacks started beside another one)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class StackError(RuntimeError):

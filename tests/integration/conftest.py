@@ -6,26 +6,14 @@ Needs the built models (`make models`); set DUET_MODEL_REPOSITORY to use another
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from duet.local.stack import LocalStack, StackConfig
+from duet.local.stack import LocalStack, StackConfig, free_ports
 from duet.local.triton import TritonPorts
 from duet.paths import MODEL_REPOSITORY
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def model_repository() -> Path:

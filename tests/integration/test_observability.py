@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from duet.local.prometheus import LOCAL_NAMESPACE, RULES_FILE, PrometheusServer, PrometheusUnavailable
+from duet.local.stack import free_ports
 from duet.paths import ROOT
 
 from .conftest import start_stack
@@ -40,8 +41,6 @@ def _wait_for(predicate, timeout_s: float, interval_s: float = 1.0):
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     models = tuple(os.environ.get("DUET_TEST_MODELS", "mammography,sentiment").split(","))
     stack = start_stack(tmp_path_factory.mktemp("observed"), "triton", models)
-    from .conftest import free_ports
-
     prometheus = PrometheusServer(stack, port=free_ports(1)[0], interval_s=1.0)
     try:
         prometheus.start()
