@@ -153,6 +153,21 @@ def status_table(states: list[ServiceState]) -> Table:
     return table
 
 
+def _services_or_exit(console: Console, namespace: str, selector: str, kubeconfig: str | None,
+                      context: str | None) -> tuple[object, list[dict]]:
+    """The API client and the matching InferenceServices; exits 2 on an API error, 1 when none matches."""
+    try:
+        api = api_client(kubeconfig, context)
+        services = inference_services(api, namespace, selector)
+    except ClusterError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if not services:
+        console.print(f"[red]no InferenceService matching {selector!r} in namespace {namespace!r}[/]")
+        raise typer.Exit(1)
+    return api, services
+
+
 @cluster_app.command()
 def status(namespace: Namespace = "duet", selector: Selector = DEFAULT_SELECTOR, kubeconfig: Kubeconfig = None,
            context: Context = None) -> None:
@@ -161,16 +176,12 @@ def status(namespace: Namespace = "duet", selector: Selector = DEFAULT_SELECTOR,
     Exits 1 when none is found or any is not Ready.
     """
     console = Console()
+    api, services = _services_or_exit(console, namespace, selector, kubeconfig, context)
     try:
-        api = api_client(kubeconfig, context)
-        services = inference_services(api, namespace, selector)
         states = [service_state(api, isvc) for isvc in services]
     except ClusterError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    if not states:
-        console.print(f"[red]no InferenceService matching {selector!r} in namespace {namespace!r}[/]")
-        raise typer.Exit(1)
     console.print(status_table(states))
     if not all(state.ready for state in states):
         raise typer.Exit(1)
@@ -299,15 +310,7 @@ def smoke(
     Exits 1 when any model fails.
     """
     console = Console()
-    try:
-        api = api_client(kubeconfig, context)
-        services = inference_services(api, namespace, selector)
-    except ClusterError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-    if not services:
-        console.print(f"[red]no InferenceService matching {selector!r} in namespace {namespace!r}[/]")
-        raise typer.Exit(1)
+    _, services = _services_or_exit(console, namespace, selector, kubeconfig, context)
     results = []
     with httpx.Client(timeout=timeout, verify=verify) as client:
         for isvc in services:

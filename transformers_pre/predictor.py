@@ -173,7 +173,7 @@ class PredictorClient:
             raise self._map_grpc_error(error) from None
 
     def _map_grpc_error(self, error: grpc.aio.AioRpcError) -> Exception:
-        code, details = error.code(), (error.details() or "").splitlines()[0][:300] if error.details() else ""
+        code, details = error.code(), (error.details() or "").partition("\n")[0][:300]
         if code == grpc.StatusCode.UNAVAILABLE and any(text in details for text in TRITON_QUEUE_REJECTIONS):
             # Triton's bounded queue said no: retrying at once would only add load.
             return Overloaded(f"predictor queue is full, retry later: {details}")

@@ -113,21 +113,26 @@ class Recording:
     requests: list[str] = field(default_factory=list)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A recorded HTTP peer answering JSON, quiet in pytest output."""
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def make_apiserver_handler(recording: Recording) -> type[BaseHTTPRequestHandler]:
     isvc_path = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
     pod_path = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # keep pytest output clean
-            pass
-
-        def reply(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
 
         def do_GET(self):
             url = urlsplit(self.path)
@@ -296,17 +301,7 @@ def contract_response(model: str, outputs: dict[str, tuple[str, list[int], list]
 def make_ingress_handler(log: IngressLog) -> type[BaseHTTPRequestHandler]:
     routes = {host: isvc.removeprefix("duet-") for isvc, host in HOSTS.items()}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def reply(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
