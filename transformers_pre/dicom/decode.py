@@ -10,16 +10,26 @@ Supported transfer syntaxes (anything else is a 422 that names the syntax):
 The JPEG 1992 family (Baseline, Extended, Lossless Process 14) is not supported: its only 12/16-bit decoder for
 pydicom, pylibjpeg-libjpeg, is GPLv3.
 
-Every plugin is named explicitly (`decoding_plugin`), so an extra package in the environment (Pillow can decode
-JPEG 2000, for example) never changes which code decodes a mammogram.
+Every plugin is named explicitly (`decoding_plugin`), so an extra package in the environment never changes which
+code decodes a mammogram at full resolution.
+
+Two cheaper paths sit beside pydicom's decoders (`study.prepare_pixels` picks them):
+- native little-endian pixel data is read in place: `native_pixels` is a numpy view of the request's bytes (no
+  copy, no dcmread of 27 MB), located by `locate_pixel_data`;
+- JPEG 2000 / HTJ2K: `jpeg2000_frame` extracts the first frame's codestream, and `check_codestream` refuses one
+  whose main header disagrees with the DICOM header, or that is larger than the raw frame, before any decoding;
+  `jpeg2000.decode_reduced` then decodes only the resolution levels the model needs.
 """
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from io import BytesIO
 
 import numpy as np
 from pydicom import dcmread
+from pydicom.encaps import get_frame
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
@@ -38,8 +48,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ..errors import BadRequest, Unprocessable
+from ..errors import BadRequest, PayloadTooLarge, Unprocessable
 from ..metrics import DECODED_IMAGES
+from .jpeg2000 import Codestream, read_codestream
 
 # Transfer syntax -> the pydicom decoding plugin pinned for it ("" = pydicom's own native decoder).
 DECODING_PLUGINS: dict[UID, str] = {
@@ -56,6 +67,20 @@ DECODING_PLUGINS: dict[UID, str] = {
     HTJ2KLosslessRPCL: "pylibjpeg",
     HTJ2K: "pylibjpeg",
 }
+
+JPEG2000_SYNTAXES = frozenset({JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K})
+# Explicit VRs whose length field is 4 bytes after 2 reserved ones (PS3.5 7.1.2); Pixel Data is OB or OW.
+LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class PixelDataElement:
+    """Where the Pixel Data value sits in the file: its first byte and its length (None: undefined, i.e.
+    encapsulated)."""
+
+    offset: int
+    length: int | None
 
 
 def syntax_name(uid: str) -> str:
@@ -108,3 +133,95 @@ def decode_pixels(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool
                             image_index=index)
     DECODED_IMAGES.labels(syntax_name(transfer_syntax)).inc()
     return pixels
+
+
+def locate_pixel_data(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool = False) -> PixelDataElement:
+    """The top-level Pixel Data (7FE0,0010) element of a little-endian, non-deflated file, read with pydicom's
+    header parser (which stops right before it) and its element header decoded here; 400 when absent."""
+    stream = BytesIO(blob)
+    try:
+        dcmread(stream, stop_before_pixels=True, force=forced)
+    except Exception:  # noqa: BLE001 - the intake read this header already; a failure here is a corrupt file
+        raise BadRequest("the file cannot be read up to its pixel data", image_index=index) from None
+    position = stream.tell()
+    try:
+        group, element = struct.unpack_from("<HH", blob, position)
+        if (group, element) != (0x7FE0, 0x0010):
+            raise ValueError
+        if transfer_syntax == ImplicitVRLittleEndian:
+            (length,) = struct.unpack_from("<I", blob, position + 4)
+            value = position + 8
+        else:
+            vr = blob[position + 4 : position + 6]
+            if vr in LONG_VRS:
+                (length,) = struct.unpack_from("<I", blob, position + 8)
+                value = position + 12
+            else:
+                (length,) = struct.unpack_from("<H", blob, position + 6)
+                value = position + 8
+    except (struct.error, ValueError):
+        raise BadRequest("the file has no Pixel Data (7FE0,0010)", image_index=index) from None
+    if length == UNDEFINED_LENGTH:
+        return PixelDataElement(value, None)
+    if value + length > len(blob):
+        raise BadRequest(f"Pixel Data declares {length} bytes; the file holds {len(blob) - value} after its start",
+                         image_index=index)
+    return PixelDataElement(value, length)
+
+
+def native_pixels(blob: bytes, element: PixelDataElement, rows: int, columns: int, bits_allocated: int,
+                  signed: bool, index: int) -> np.ndarray:
+    """The first frame of native little-endian pixel data as a read-only numpy VIEW of `blob` [rows, columns].
+
+    Values are the stored bit patterns as written (bits above BitsStored included; `window.canonical_table`
+    folds them away in the lookup table rather than per pixel).
+    """
+    itemsize = bits_allocated // 8
+    needed = rows * columns * itemsize
+    if element.length is None or element.length < needed:
+        raise BadRequest(f"Pixel Data holds {element.length} bytes, fewer than one {rows} x {columns} frame of "
+                         f"{bits_allocated}-bit pixels", image_index=index)
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{itemsize}")
+    return np.frombuffer(blob, dtype=dtype, count=rows * columns, offset=element.offset).reshape(rows, columns)
+
+
+def jpeg2000_frame(blob: bytes, element: PixelDataElement, index: int) -> bytes:
+    """The first frame's codestream of encapsulated JPEG 2000 / HTJ2K pixel data (fragments joined)."""
+    if element.length is not None:
+        raise BadRequest("JPEG 2000 Pixel Data must be encapsulated (undefined length)", image_index=index)
+    stream = BytesIO(blob)
+    stream.seek(element.offset)
+    try:
+        return get_frame(stream, 0, number_of_frames=1)
+    except Exception as error:  # noqa: BLE001 - pydicom raises ValueError/struct.error on broken items
+        raise BadRequest(f"the encapsulated Pixel Data is malformed ({type(error).__name__})",
+                         image_index=index) from None
+
+
+def check_codestream(frame: bytes, rows: int, columns: int, bits_allocated: int, bits_stored: int, signed: bool,
+                     index: int) -> Codestream:
+    """The codestream's main header, checked against the DICOM header before anything is decoded.
+
+    413 when the codestream is larger than the raw frame it encodes (Rows x Columns x BitsAllocated / 8): no
+    lossless coder needs more, and it bounds what the decoder is handed. 400 when SIZ disagrees with Rows,
+    Columns, BitsStored or PixelRepresentation, or holds more than one component.
+    """
+    raw = rows * columns * bits_allocated // 8
+    if len(frame) > raw:
+        raise PayloadTooLarge(f"the JPEG 2000 codestream has {len(frame)} bytes, more than the {raw} bytes of the "
+                              f"raw {rows} x {columns} frame it encodes", image_index=index)
+    codestream = read_codestream(frame, index)
+    problems = []
+    if (codestream.rows, codestream.columns) != (rows, columns):
+        problems.append(f"{codestream.rows} x {codestream.columns} pixels (the header says {rows} x {columns})")
+    if codestream.components != 1 or codestream.subsampled:
+        problems.append(f"{codestream.components} components (a mammogram has 1)")
+    if codestream.precision != bits_stored:
+        problems.append(f"{codestream.precision}-bit samples (BitsStored is {bits_stored})")
+    if codestream.signed != signed:
+        problems.append(f"{'signed' if codestream.signed else 'unsigned'} samples (PixelRepresentation is "
+                        f"{int(signed)})")
+    if problems:
+        raise BadRequest("the JPEG 2000 codestream disagrees with the DICOM header: " + "; ".join(problems),
+                         image_index=index)
+    return codestream

@@ -18,6 +18,13 @@ resize time. For that, the crop is grown (or, at the image border, trimmed by on
 So x_model = (x - x0) * sx, or new_w - (x - x0) * sx when mirrored, and y_model = (y - y0) * sy. The inverse is
 exact up to float rounding.
 
+Reduced-resolution decoding (JPEG 2000 / HTJ2K with r levels left out, `jpeg2000.ReducedGrid`): the decoded image
+is not the stored one, so the crop is in DECODED pixels and the transform carries how they sit on the stored grid:
+x_stored = step * x_decoded + ox (step = 2^r, ox = origin_x - (step - 1) / 2, see `jpeg2000`; likewise for y),
+and `to_model` / `to_stored` compose that affine map with the one above. A full-resolution decode is step 1,
+offset 0. The decoded image has ceil(size / 2^r) pixels per side (the ceiling rule), so its last column may stand
+for fewer than 2^r stored columns: `to_stored` clips to the stored image.
+
 Breast bounding box: on a strided preview of the windowed image (at most `PREVIEW_SIDE` pixels per side), Otsu's
 threshold (halved, to keep the thin tissue near the skin line) separates tissue from air; the largest connected component is the breast (markers and labels burnt into
 the background are smaller components and are ignored); its box grows by one preview pixel on each side. A preview
@@ -32,7 +39,7 @@ right breasts are stored chest wall right). Otherwise no mirroring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -48,22 +55,31 @@ class ViewTransform:
     """The exact stored -> model transform of one image (see the module docstring)."""
 
     stored_shape: tuple[int, int]  # (rows, columns) as stored
-    crop: tuple[int, int, int, int]  # (x0, y0, x1, y1), stored pixels, end-exclusive
+    crop: tuple[int, int, int, int]  # (x0, y0, x1, y1), DECODED pixels (= stored when grid_step is 1), end-exclusive
     resized: tuple[int, int]  # (new_h, new_w), model pixels, the image part of the H x W input
     mirrored: bool
     prescale: int = 1  # exact integer area reduction applied first (rendering only; the mapping is the same)
+    grid_step: int = 1  # stored pixels per decoded pixel (2^r after a reduced JPEG 2000 decode)
+    grid_offset: tuple[float, float] = (0.0, 0.0)  # (ox, oy): x_stored = grid_step * x_decoded + ox
 
     @property
     def scale(self) -> tuple[float, float]:
-        """(sx, sy): model pixels per stored pixel along x and y."""
+        """(sx, sy): model pixels per STORED pixel along x and y."""
         x0, y0, x1, y1 = self.crop
-        return self.resized[1] / (x1 - x0), self.resized[0] / (y1 - y0)
+        return (self.resized[1] / ((x1 - x0) * self.grid_step), self.resized[0] / ((y1 - y0) * self.grid_step))
+
+    @property
+    def stored_crop(self) -> tuple[float, float, float, float]:
+        """The crop in stored pixels (continuous; may reach past the image by < grid_step at its edges)."""
+        step, (ox, oy) = self.grid_step, self.grid_offset
+        x0, y0, x1, y1 = self.crop
+        return x0 * step + ox, y0 * step + oy, x1 * step + ox, y1 * step + oy
 
     def to_model(self, boxes: np.ndarray) -> np.ndarray:
         """Boxes [n, 4] in stored pixels -> model pixels (x_min <= x_max kept when mirroring)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         sx, sy = self.scale
-        x0, y0 = self.crop[0], self.crop[1]
+        x0, y0 = self.stored_crop[:2]
         xs = (boxes[:, [0, 2]] - x0) * sx
         ys = (boxes[:, [1, 3]] - y0) * sy
         if self.mirrored:
@@ -83,8 +99,9 @@ class ViewTransform:
         if self.mirrored:
             xs = new_w - xs[:, ::-1]
         sx, sy = self.scale
-        xs = xs / sx + self.crop[0]
-        ys = ys / sy + self.crop[1]
+        x0, y0 = self.stored_crop[:2]
+        xs = xs / sx + x0
+        ys = ys / sy + y0
         if clip:
             xs = np.clip(xs, 0.0, self.stored_shape[1])
             ys = np.clip(ys, 0.0, self.stored_shape[0])
@@ -155,7 +172,15 @@ def plan_view(
             min((px1 + 1) * step, columns),
             min((py1 + 1) * step, rows),
         )
-    mirrored = chest_wall_on_right(mask, header_hint)
+    return fit_crop(crop, (rows, columns), model_hw, chest_wall_on_right(mask, header_hint))
+
+
+def fit_crop(
+    crop: tuple[int, int, int, int], shape: tuple[int, int], model_hw: tuple[int, int], mirrored: bool
+) -> ViewTransform:
+    """The transform that renders `crop` (pixels of an image of `shape` = (rows, columns)) into `model_hw`:
+    aligned for the exact 2x prescale when the crop is large, then the largest aspect-preserving fit."""
+    rows, columns = shape
     prescale = _prescale(crop, model_hw)
     if prescale > 1:
         x0, x1 = _align(crop[0], crop[2], columns, prescale)
@@ -168,6 +193,23 @@ def plan_view(
     new_h = min(height, max(1, round(crop_h * scale)))
     return ViewTransform(stored_shape=(rows, columns), crop=crop, resized=(new_h, new_w), mirrored=mirrored,
                          prescale=prescale)
+
+
+def coarsest_reduction(crop_columns: float, crop_rows: float, model_hw: tuple[int, int]) -> int:
+    """The largest r such that a crop of crop_columns x crop_rows stored pixels, shrunk 2^r times, still has at
+    least as many pixels as its aspect-preserving fit into `model_hw` (so the area resize only ever shrinks)."""
+    height, width = model_hw
+    fit = min(width / crop_columns, height / crop_rows)  # model pixels per stored pixel
+    reduction = 0
+    while fit * (1 << (reduction + 1)) <= 1.0:
+        reduction += 1
+    return reduction
+
+
+def on_grid(transform: ViewTransform, stored_shape: tuple[int, int], step: int,
+            offset: tuple[float, float]) -> ViewTransform:
+    """`transform`, planned on a decoded image, placed on the stored grid (x_stored = step * x_decoded + ox)."""
+    return replace(transform, stored_shape=stored_shape, grid_step=step, grid_offset=offset)
 
 
 def _prescale(crop: tuple[int, int, int, int], model_hw: tuple[int, int]) -> int:

@@ -8,13 +8,21 @@ laterality and view, or the same SOP Instance UID, are a 400; so are images of d
 request). Images with an unknown laterality or view are never called duplicates.
 
 Each image is decoded, windowed, cropped and resized concurrently in bounded pools (`DecodePools`: processes for
-compressed pixel data, whose codecs hold the GIL, threads for uncompressed), so a 4-view study costs little more
-than its slowest view where cores allow.
+JPEG-LS and RLE, whose codecs hold the GIL, threads for the rest), so a 4-view study costs little more than its
+slowest view where cores allow. Per syntax, the cheapest path its bytes allow (`prepare_pixels`):
+- JPEG 2000 / HTJ2K: the codestream's main header is checked against the DICOM header, then only the resolution
+  levels the model needs are decoded (Pillow, which releases the GIL; see `jpeg2000`), unless
+  `DicomSettings.resolution_aware` is off;
+- native little endian: the pixels are a numpy view of the request's bytes; only a strided preview and the crop
+  go through the lookup table (no whole-image copy);
+- the rest (JPEG-LS, RLE, big endian, deflated): pydicom's decoder, then the same crop-before-window pass.
+A failure inside a pool that is not already a `DuetError` becomes a 422 naming the image, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import threading
 import time
@@ -26,14 +34,35 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ..errors import BadRequest, PayloadTooLarge, Unprocessable
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..metrics import STAGE_SECONDS, STUDY_IMAGES
 from ..settings import DicomSettings
-from .decode import decode_pixels
-from .geometry import ViewTransform, plan_view, preview_step, render
+from .decode import (
+    JPEG2000_SYNTAXES,
+    check_codestream,
+    decode_pixels,
+    jpeg2000_frame,
+    locate_pixel_data,
+    native_pixels,
+)
+from .geometry import ViewTransform, coarsest_reduction, fit_crop, on_grid, plan_view, preview_step, render
 from .intake import ImageHeader, read_header
-from .window import apply_table, build_table, stored_range, voi_kind
+from .jpeg2000 import Codestream, decode_reduced
+from .window import (
+    WindowTable,
+    apply_table,
+    build_table,
+    canonical_range,
+    canonical_table,
+    stored_range,
+    voi_kind,
+)
 
+logger = logging.getLogger("duet.mammography")
+
+NATIVE_IN_PLACE = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 VIEW_CODES = {"399162004": "CC", "399368009": "MLO", "399260004": "ML", "399352003": "LM"}
 UNKNOWN = "U"
 
@@ -150,24 +179,92 @@ class ViewPixels:
     seconds: dict[str, float]  # "decode", "window", "resize"
 
 
-def prepare_pixels(blob: bytes, header: ImageHeader, laterality: str, model_hw: tuple[int, int]) -> ViewPixels:
-    """Decode, window, crop, orient and resize one image (pure; runs in a worker thread or process)."""
+def prepare_pixels(
+    blob: bytes, header: ImageHeader, laterality: str, model_hw: tuple[int, int], resolution_aware: bool = True
+) -> ViewPixels:
+    """Decode, window, crop, orient and resize one image (pure; runs in a worker thread or process).
+
+    resolution_aware: for JPEG 2000 / HTJ2K, decode only the wavelet levels the model needs (see the module
+    docstring); False decodes them at full resolution.
+    """
     started = time.perf_counter()
-    stored = decode_pixels(blob, header.transfer_syntax, header.index, forced=header.forced)
+    hint = chest_wall_hint(header.dataset, laterality)
+    syntax = header.transfer_syntax
+    if syntax in JPEG2000_SYNTAXES:
+        element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
+        frame = jpeg2000_frame(blob, element, header.index)
+        codestream = check_codestream(frame, header.rows, header.columns, header.bits_allocated,
+                                      header.bits_stored, header.signed, header.index)
+        if resolution_aware:
+            return _prepare_reduced(frame, codestream, header, hint, model_hw, started)
+    elif syntax in NATIVE_IN_PLACE:
+        element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
+        raw = native_pixels(blob, element, header.rows, header.columns, header.bits_allocated, header.signed,
+                            header.index)
+        kind = voi_kind(header.dataset)
+        present = canonical_range(raw, header.bits_stored, header.signed) if kind == "fallback" else None
+        if kind != "fallback" or present is not None:
+            window = canonical_table(build_table(header.dataset, stored_range=present), header.bits_stored,
+                                     header.signed)
+            return _finish(raw, window, hint, model_hw, started, time.perf_counter())
+    stored = decode_pixels(blob, syntax, header.index, forced=header.forced)
     decoded = time.perf_counter()
     kind = voi_kind(header.dataset)
     window = build_table(header.dataset, stored_range=stored_range(stored) if kind == "fallback" else None)
+    return _finish(stored, window, hint, model_hw, started, decoded)
+
+
+def _finish(stored: np.ndarray, window: WindowTable, hint: bool | None, model_hw: tuple[int, int],
+            started: float, decoded: float) -> ViewPixels:
+    """Window a strided preview, plan the crop, window only the crop, render (stored = decoded pixels)."""
     step = preview_step(stored.shape)
     preview = apply_table(stored[::step, ::step], window)
-    transform = plan_view(preview, step, stored.shape, model_hw, chest_wall_hint(header.dataset, laterality))
+    transform = plan_view(preview, step, stored.shape, model_hw, hint)
+    return _render(stored, window, transform, model_hw, started, decoded)
+
+
+def _render(decoded_image: np.ndarray, window: WindowTable, transform: ViewTransform, model_hw: tuple[int, int],
+            started: float, decoded: float) -> ViewPixels:
     x0, y0, x1, y1 = transform.crop
-    windowed = apply_table(stored[y0:y1, x0:x1], window)
-    del stored
+    windowed = apply_table(decoded_image[y0:y1, x0:x1], window)
     windowed_at = time.perf_counter()
     pixels = render(windowed, transform, model_hw)
     seconds = {"decode": decoded - started, "window": windowed_at - decoded,
                "resize": time.perf_counter() - windowed_at}
     return ViewPixels(pixels=pixels, transform=transform, voi=window.kind, seconds=seconds)
+
+
+def _prepare_reduced(frame: bytes, codestream: Codestream, header: ImageHeader, hint: bool | None,
+                     model_hw: tuple[int, int], started: float) -> ViewPixels:
+    """JPEG 2000 / HTJ2K at reduced resolution.
+
+    The first decode is one level finer than the whole image would need (the breast crop is smaller than the
+    image, usually by less than half per side); the breast is found on it. When the crop turns out to need a
+    finer level (a small breast on a large detector), that level is decoded and the crop mapped onto it.
+    """
+    rows, columns = header.rows, header.columns
+    dtype = np.dtype(f"{'int' if header.signed else 'uint'}{header.bits_allocated}")
+    first = max(0, min(codestream.levels, coarsest_reduction(columns, rows, model_hw) - 1))
+    image = decode_reduced(frame, codestream, first, dtype, header.index)
+    kind = voi_kind(header.dataset)
+    window = build_table(header.dataset, stored_range=stored_range(image) if kind == "fallback" else None)
+    step = preview_step(image.shape)
+    transform = plan_view(apply_table(image[::step, ::step], window), step, image.shape, model_hw, hint)
+    grid = codestream.grid(first)
+    x0, y0, x1, y1 = transform.crop
+    needed = min(codestream.levels, coarsest_reduction((x1 - x0) * grid.step, (y1 - y0) * grid.step, model_hw))
+    if needed < first:
+        stored_box = on_grid(transform, (rows, columns), grid.step, grid.offset).stored_crop
+        grid = codestream.grid(needed)
+        image = decode_reduced(frame, codestream, needed, dtype, header.index)
+        (ox, oy), finer_rows, finer_columns = grid.offset, *image.shape
+        crop = (max(0, int(np.floor((stored_box[0] - ox) / grid.step))),
+                max(0, int(np.floor((stored_box[1] - oy) / grid.step))),
+                min(finer_columns, int(np.ceil((stored_box[2] - ox) / grid.step))),
+                min(finer_rows, int(np.ceil((stored_box[3] - oy) / grid.step))))
+        transform = fit_crop(crop, image.shape, model_hw, transform.mirrored)
+    transform = on_grid(transform, (rows, columns), grid.step, grid.offset)
+    return _render(image, window, transform, model_hw, started, time.perf_counter())
 
 
 def _assemble(image: StudyImage, view: ViewPixels, model_name: str) -> PreparedImage:
@@ -185,7 +282,7 @@ def _prepare_in_worker(
     blob: bytes, index: int, laterality: str, model_hw: tuple[int, int], caps: DicomSettings
 ) -> ViewPixels:
     # In a worker process: the header is read again (milliseconds) rather than pickling a dataset across.
-    return prepare_pixels(blob, read_header(blob, index, caps), laterality, model_hw)
+    return prepare_pixels(blob, read_header(blob, index, caps), laterality, model_hw, caps.resolution_aware)
 
 
 def _worker_init() -> None:
@@ -240,7 +337,13 @@ class DecodePools:
             return self._processes
 
     def uses_process(self, header: ImageHeader) -> bool:
-        return self.settings.decode_in_processes and header.transfer_syntax.is_compressed
+        """Processes for codecs that hold the GIL: JPEG-LS, RLE, and JPEG 2000 at full resolution
+        (pylibjpeg-openjpeg). Reduced JPEG 2000 decoding (Pillow) releases the GIL and stays on threads, so its
+        blob is never pickled into another process."""
+        syntax = header.transfer_syntax
+        if syntax in JPEG2000_SYNTAXES and self.settings.resolution_aware:
+            return False
+        return self.settings.decode_in_processes and syntax.is_compressed
 
     def warm_up(self) -> None:
         """Start the worker processes now (each imports numpy, OpenCV and pydicom: about a second)."""
@@ -292,7 +395,7 @@ async def prepare_study(
                 tasks.append(loop.run_in_executor(pools.processes(), *arguments))
         else:
             tasks.append(loop.run_in_executor(pools.threads(), prepare_pixels, blob, image.header,
-                                              image.laterality, model_hw))
+                                              image.laterality, model_hw, pools.settings.resolution_aware))
     # All tasks finish before an error propagates, so no worker keeps decoding for an abandoned request.
     results = await asyncio.gather(*tasks, return_exceptions=True)
     prepared = []
@@ -301,6 +404,17 @@ async def prepare_study(
             pools._reset_processes()
             raise Unprocessable("the pixel data could not be decoded: the decoder process crashed",
                                 image_index=image.index)
+        if isinstance(result, DuetError):
+            raise result
+        if isinstance(result, MemoryError):
+            raise PayloadTooLarge("the image is too large to process with the memory available",
+                                  image_index=image.index) from None
+        if isinstance(result, Exception):
+            # A decoder or numeric library failing on this file's bytes: the client's data, not the service, so a
+            # 4xx naming the image. Only the type is logged (messages of some libraries quote values).
+            logger.warning("image %d failed in preparation: %s", image.index, type(result).__name__)
+            raise Unprocessable(f"the pixel data could not be processed ({type(result).__name__})",
+                                image_index=image.index) from None
         if isinstance(result, BaseException):
             raise result
         prepared.append(_assemble(image, result, model_name))

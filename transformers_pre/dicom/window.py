@@ -132,6 +132,34 @@ def apply_table(stored: np.ndarray, window: WindowTable) -> np.ndarray:
     return window.table[table_index(stored)]
 
 
+def canonical_table(window: WindowTable, bits_stored: int, signed: bool) -> WindowTable:
+    """The table for raw bit patterns, as native pixel data holds them (read in place, not by pydicom).
+
+    pydicom clears the bits above BitsStored of unsigned pixels and sign-extends signed ones from BitsStored;
+    folding that into the table (entry[pattern] = entry[canonical pattern]) costs 2**BitsAllocated lookups once
+    instead of one operation per pixel.
+    """
+    size = window.table.size
+    if bits_stored >= size.bit_length() - 1:
+        return window
+    patterns = np.arange(size, dtype=np.int64)
+    values = patterns & ((1 << bits_stored) - 1)
+    if signed:
+        sign = 1 << (bits_stored - 1)
+        values = (values ^ sign) - sign  # sign-extend from BitsStored
+    return WindowTable(table=window.table[values & (size - 1)], kind=window.kind)
+
+
+def canonical_range(stored: np.ndarray, bits_stored: int, signed: bool) -> tuple[int, int] | None:
+    """(smallest, largest) stored value of raw pixels, or None when some hold bits above BitsStored (then only
+    a per-pixel mask would give the range; callers fall back to pydicom's decoder)."""
+    low, high = stored_range(stored)
+    if signed:
+        limit = 1 << (bits_stored - 1)
+        return (low, high) if -limit <= low and high < limit else None
+    return (low, high) if high < (1 << bits_stored) else None
+
+
 def stored_range(stored: np.ndarray) -> tuple[int, int]:
     """(smallest, largest) stored value of an image, as Python ints (for the fallback window)."""
     return int(stored.min()), int(stored.max())

@@ -83,7 +83,8 @@ def test_duplicate_found_through_the_view_code_fallback() -> None:
 
 
 def test_processes_and_threads_prepare_the_same_pixels_in_request_order() -> None:
-    study = synth_study(53, images=4, rows=256, columns=208, syntax="j2k", degraded=False)
+    # JPEG-LS: its codec holds the GIL, so it is decoded in processes when they are on.
+    study = synth_study(53, images=4, rows=256, columns=208, syntax="jpegls", degraded=False)
     blobs = [image.to_bytes() for image in study]
     images = read_study(blobs, DicomSettings())
     serial = [prepare_image(blobs[image.index], image, (128, 104), "mammography") for image in images]
@@ -133,7 +134,8 @@ def test_a_decoder_process_dying_mid_view_is_a_422_and_the_pool_recovers() -> No
     study = synth_study(56, images=1, rows=2048, columns=1664, syntax="j2k", degraded=False)
     blobs = [study[0].to_bytes()]
     images = read_study(blobs, DicomSettings())
-    pools = DecodePools(DicomSettings(decode_workers=1))
+    # Full-resolution JPEG 2000 (pylibjpeg-openjpeg, about a second) is what goes to the processes.
+    pools = DecodePools(DicomSettings(decode_workers=1, resolution_aware=False))
     try:
         pools.warm_up()
         # The view takes about a second to decode; the worker is killed while it decodes, as on a codec crash.
