@@ -51,6 +51,12 @@ class DicomSettings(BaseSettings):
         "processes: those codecs hold the GIL, so threads would decode one view at a time. Uncompressed views "
         "always use threads (numpy and OpenCV release the GIL, and copying the pixels to a process costs more).",
     )
+    resolution_aware: bool = Field(
+        True,
+        description="Decode JPEG 2000 / HTJ2K views only down to the coarsest wavelet level at which the breast "
+        "crop still covers the model input (boxes map back exactly). false: always decode full resolution, for "
+        "models that need it.",
+    )
     score_threshold: float = Field(0.3, ge=0, le=1)
     nms_iou: float = Field(0.5, gt=0, le=1)
     quality_threshold: float = Field(0.5, ge=0, le=1)
