@@ -59,6 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
     parser.add_argument("--model", action="append", choices=MODEL_NAMES, required=True,
                         help="Public model to serve; repeat to serve several.")
+    parser.add_argument("--bind_address", default="0.0.0.0",
+                        help="Address of the REST and gRPC listeners: every interface in a container; the local "
+                        "stack passes 127.0.0.1.")
     args, _ = parser.parse_known_args()
     settings = Settings()
     model_server.args.log_config_file = log_config(settings.log_format)
@@ -68,7 +71,8 @@ def main() -> None:
     models = build_models(list(dict.fromkeys(args.model)), settings, predictor)
     logging.getLogger("duet").info("serving %s with predictor %s (%s)", [m.name for m in models],
                                    args.predictor_host, protocol)
-    make_model_server(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers).start(models)
+    make_model_server(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+                      bind_address=args.bind_address).start(models)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,29 @@ def _bytes_elements(infer_input: InferInput) -> list[bytes | str]:
         raise BadRequest(
             f"input {infer_input.name!r} declares shape {list(infer_input.shape)} but holds {len(elements)} elements"
         )
+    for index, element in enumerate(elements):
+        # JSON bodies can carry numbers, null, booleans or objects where a BYTES element belongs.
+        if not isinstance(element, (bytes, str)):
+            raise BadRequest(
+                f"input {infer_input.name!r} element {index} is {_json_type(element)}; a BYTES element must "
+                "be a string (or raw bytes with the binary tensor extension)"
+            )
     return elements
+
+
+def _json_type(value: object) -> str:
+    """How a JSON client would name the type of a decoded value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"of type {type(value).__name__}"
 
 
 def decode_texts(request: InferRequest, name: str) -> list[str]:

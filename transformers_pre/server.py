@@ -5,6 +5,8 @@ The models (`text.model`, `dicom.model`) know nothing about HTTP or gRPC; this m
 
 from __future__ import annotations
 
+import functools
+import hmac
 import logging
 import os
 import uuid
@@ -13,20 +15,34 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve import InferInput, InferRequest, ModelServer
 from kserve.errors import InvalidInput
 from kserve.model_server import app as kserve_app
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import RequestedOutput
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
+from pydantic import ValidationError
 
 from .errors import DuetError
+from .listeners import BoundModelServer
 from .logs import REQUEST_ID
+from .settings import Settings
 
 logger = logging.getLogger("duet.server")
 
 INFERENCE_HEADER = "inference-header-content-length"
+# Answered without a token even when one is required: probes and scrapers carry none.
+OPEN_PATHS = ("/", "/metrics", "/v2/health/live", "/v2/health/ready")
+RETRY_STATUSES = (429, 503)
+
+
+@functools.cache
+def settings() -> Settings:
+    """The process's settings, read once from the environment (each REST worker reads its own)."""
+    return Settings()
 
 
 class BinarySafeDataPlane(DataPlane):
@@ -43,7 +59,24 @@ class BinarySafeDataPlane(DataPlane):
         json_length = headers.get(INFERENCE_HEADER)
         if json_length is None or not json_length.isdigit() or int(json_length) > len(body):
             raise InvalidInput(f"binary request needs a valid '{INFERENCE_HEADER}' header")
+        check_binary_header(body[: int(json_length)])
         return parse_binary_request(body, int(json_length), model_name)
+
+
+def check_binary_header(header_bytes: bytes) -> None:
+    """The JSON header of a binary-extension request obeys the same v2 schema as a JSON body (KServe's
+    InferenceRequest model), except that inputs sent as binary have no `data`; InvalidInput (400) otherwise."""
+    try:
+        header = orjson.loads(header_bytes)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"unreadable v2 request header: {error}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise InvalidInput("the v2 request header must be a JSON object with a list of 'inputs'")
+    inputs = [{"data": [], **declared} if isinstance(declared, dict) else declared for declared in header["inputs"]]
+    try:
+        InferenceRequest.model_validate({**header, "inputs": inputs})
+    except ValidationError as error:
+        raise InvalidInput(describe_validation_error(RequestValidationError(error.errors()))) from None
 
 
 def parse_binary_request(body: bytes, json_length: int, model_name: str) -> InferRequest:
@@ -94,6 +127,26 @@ async def duet_error_handler(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=int(error.status), content={"error": error.message})
 
 
+def describe_validation_error(error: RequestValidationError, limit: int = 3) -> str:
+    """FastAPI's validation errors as one v2 error message: where and what, never the offending values
+    (they may hold patient data)."""
+    problems = []
+    for item in error.errors()[:limit]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    more = len(error.errors()) - limit
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return "the body is not a v2 inference request: " + "; ".join(problems) + suffix
+
+
+async def validation_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """A body that is not v2 gets the v2 error body and 400, not FastAPI's 422 `{"detail": ...}`."""
+    assert isinstance(error, RequestValidationError)
+    message = describe_validation_error(error)
+    logger.warning("request failed: 400 %s", message)
+    return JSONResponse(status_code=400, content={"error": message})
+
+
 async def metrics_handler(request: Request) -> Response:
     """Prometheus exposition; with several workers, the sum over all of them (PROMETHEUS_MULTIPROC_DIR)."""
     registry = REGISTRY
@@ -104,15 +157,36 @@ async def metrics_handler(request: Request) -> Response:
     return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
+def _refusal(request: Request) -> JSONResponse | None:
+    """A 401 or 413 answered before the body is read, or None when the request may proceed."""
+    config = settings()
+    if config.bearer_token and request.url.path not in OPEN_PATHS and not request.url.path.endswith("/ready"):
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.bearer_token.encode()):
+            logger.warning("request refused: 401 missing or wrong bearer token")
+            return JSONResponse(status_code=401, content={"error": "a valid 'Authorization: Bearer' token is required"},
+                                headers={"www-authenticate": "Bearer"})
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > config.max_request_bytes:
+        message = f"the request body has {length} bytes; the limit is {config.max_request_bytes}"
+        logger.warning("request failed: 413 %s", message)
+        return JSONResponse(status_code=413, content={"error": message})
+    return None
+
+
 async def request_id_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Tag every log line of a request with its id (the client's x-request-id, or a new one) and echo it."""
+    """Tag every log line of a request with its id (the client's x-request-id, or a new one) and echo it; refuse
+    unauthenticated and oversized requests; tell clients of a 429 or 503 when to retry."""
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     token = REQUEST_ID.set(request_id)
     try:
-        response = await call_next(request)
+        response = _refusal(request) or await call_next(request)
     finally:
         REQUEST_ID.reset(token)
     response.headers["x-request-id"] = request_id
+    if response.status_code in RETRY_STATUSES and "retry-after" not in response.headers:
+        # Every 429 and 503, whoever raised it (duet, KServe's ModelNotReady, a draining server).
+        response.headers["retry-after"] = str(settings().retry_after_seconds)
     return response
 
 
@@ -120,12 +194,15 @@ async def request_id_middleware(request: Request, call_next: Callable[[Request],
 # (they unpickle BinarySafeDataPlane from here) before the app starts. Starlette picks the handler of the most
 # specific exception class, and the first matching route, so these win over KServe's catch-alls.
 kserve_app.add_exception_handler(DuetError, duet_error_handler)
+kserve_app.add_exception_handler(RequestValidationError, validation_error_handler)
 kserve_app.add_api_route("/metrics", metrics_handler, methods=["GET"])
 kserve_app.middleware("http")(request_id_middleware)
 
 
 def make_model_server(**kwargs: Any) -> ModelServer:
-    """A KServe ModelServer with duet's binary-safe DataPlane."""
-    server = ModelServer(**kwargs)
+    """A KServe ModelServer with duet's binary-safe DataPlane, listening on `bind_address` (keyword; every
+    interface by default, as in a container) with Retry-After and the bearer-token check on gRPC too."""
+    server = BoundModelServer(retry_after_seconds=settings().retry_after_seconds,
+                              bearer_token=settings().bearer_token, **kwargs)
     server.dataplane = BinarySafeDataPlane(model_registry=server.registered_models)
     return server

@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     )
     predictor_protocol: Literal["grpc-v2", "v2"] = "grpc-v2"
     log_format: Literal["json", "text"] = "json"
+    retry_after_seconds: int = Field(
+        1, ge=0, description="Retry-After sent with every 429 (overloaded) and 503 (predictor unavailable)."
+    )
+    max_request_bytes: int = Field(
+        320 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (REST, 413 beyond) and gRPC message (the server's receive and send "
+        "limits): four 6144 x 6144 16-bit uncompressed views with room for the v2 header.",
+    )
+    bearer_token: str | None = Field(
+        None,
+        description="When set, every request except health, readiness and /metrics must carry "
+        "'Authorization: Bearer <token>' (401 otherwise). Off by default: on a cluster, Istio or oauth2-proxy "
+        "authenticate in front of the transformer.",
+    )
     predictor: PredictorSettings = Field(default_factory=PredictorSettings)
     text: TextSettings = Field(default_factory=TextSettings)
     dicom: DicomSettings = Field(default_factory=DicomSettings)

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from kserve import InferRequest, InferResponse, Model, ModelServer, model_server
+from kserve import InferRequest, InferResponse, Model, model_server
 from kserve.errors import InvalidInput
 from kserve.utils.utils import from_np_dtype
+
+from transformers_pre.listeners import BoundModelServer
 
 logger = logging.getLogger("duet.ort_predictor")
 
@@ -70,6 +72,13 @@ class OnnxModel(Model):
             feeds = {tensor.name: payload.get_input_by_name(tensor.name).as_numpy() for tensor in self.inputs}
         except AttributeError:
             raise InvalidInput(f"model {self.name} needs inputs {[t.name for t in self.inputs]}") from None
+        except (ValueError, TypeError) as error:
+            raise InvalidInput(f"model {self.name}: unreadable input tensor: {error}") from None
+        for tensor in self.inputs:
+            # A rank the model cannot take would only fail inside the batch, taking its neighbours with it.
+            if feeds[tensor.name].ndim != len(tensor.shape) or feeds[tensor.name].shape[0] < 1:
+                raise InvalidInput(f"model {self.name}: input {tensor.name!r} must have shape "
+                                   f"{_tensor_metadata(tensor)['shape']}, got {list(feeds[tensor.name].shape)}")
         if self._queue is None:
             self._queue = asyncio.Queue()
             asyncio.get_running_loop().create_task(self._batcher())
@@ -106,18 +115,21 @@ class OnnxModel(Model):
             await self._run(gathered)
 
     async def _run(self, gathered: list[_Pending]) -> None:
-        sizes = [next(iter(p.feeds.values())).shape[0] for p in gathered]
-        feeds = {}
-        for tensor in self.inputs:
-            arrays = [p.feeds[tensor.name] for p in gathered]
-            longest = np.max([a.shape for a in arrays], axis=0)
-            arrays = [np.pad(a, [(0, 0)] + [(0, t - s) for s, t in zip(a.shape[1:], longest[1:])]) for a in arrays]
-            feeds[tensor.name] = np.concatenate(arrays)
+        """One ONNX Runtime call for the gathered requests; whatever fails (padding, concatenation, the run)
+        fails these requests only, never the batcher that serves the next ones."""
         try:
+            sizes = [next(iter(p.feeds.values())).shape[0] for p in gathered]
+            feeds = {}
+            for tensor in self.inputs:
+                arrays = [p.feeds[tensor.name] for p in gathered]
+                longest = np.max([a.shape for a in arrays], axis=0)
+                arrays = [np.pad(a, [(0, 0)] + [(0, t - s) for s, t in zip(a.shape[1:], longest[1:])]) for a in arrays]
+                feeds[tensor.name] = np.concatenate(arrays)
             results = await asyncio.to_thread(self.session.run, None, feeds)
-        except Exception as error:  # the batch failed: every request in it gets the reason
+        except Exception as error:  # noqa: BLE001 - the batch failed: every request in it gets the reason
             for pending in gathered:
-                pending.future.set_exception(InvalidInput(str(error)))
+                if not pending.future.done():
+                    pending.future.set_exception(InvalidInput(f"model {self.name}: {error}"))
             return
         bounds = np.cumsum([0, *sizes])
         for pending, start, stop in zip(gathered, bounds[:-1], bounds[1:]):
@@ -128,13 +140,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
     parser.add_argument("--models-file", required=True, help="JSON list of {name, onnx, max_batch_size, max_queue_delay_us}")
     parser.add_argument("--tensorrt", action="store_true")
+    parser.add_argument("--bind_address", default="127.0.0.1", help="Address of the REST and gRPC listeners.")
     args, _ = parser.parse_known_args()
     providers = execution_providers(args.tensorrt)
     logger.info("ONNX Runtime providers: %s", providers)
     with open(args.models_file) as handle:
         specs = json.load(handle)
     models = [OnnxModel(s["name"], s["onnx"], s["max_batch_size"], s["max_queue_delay_us"], providers) for s in specs]
-    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start(models)
+    BoundModelServer(http_port=args.http_port, grpc_port=args.grpc_port, bind_address=args.bind_address).start(models)
 
 
 if __name__ == "__main__":

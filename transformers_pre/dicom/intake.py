@@ -5,9 +5,9 @@ attributes (Modality, Photometric Interpretation, sizes, UIDs of classes and syn
 
 | check | status |
 |---|---|
-| file larger than `max_file_bytes`, Rows/Columns/NumberOfFrames over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
+| file larger than `max_file_bytes`, Rows/Columns over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
 | not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
-| Modality not MG, a "for processing" image, Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
+| Modality not MG, a "for processing" image, a Breast Tomosynthesis image or any multi-frame image (more frames than `max_frames`), Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
 
 Caps are checked on header values, so a header claiming 65535 x 65535 pixels is refused before any allocation.
 """
@@ -34,10 +34,14 @@ from ..errors import BadRequest, PayloadTooLarge, Unprocessable
 from ..settings import DicomSettings
 from .decode import check_transfer_syntax
 
-# "For processing" SOP classes (raw detector data, not meant for reading): mammography, DX and intra-oral.
-FOR_PROCESSING_SOP_CLASSES = frozenset(
-    {"1.2.840.10008.5.1.4.1.1.1.2.1", "1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.3.1"}
-)
+# "For processing" SOP classes (raw detector data, not meant for reading): mammography, DX, intra-oral and
+# breast projection X-ray.
+FOR_PROCESSING_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.1.2.1", "1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.3.1",
+    "1.2.840.10008.5.1.4.1.1.13.1.5",
+})
+# Breast Tomosynthesis Image Storage: a volume of slices, not a 2D view.
+TOMOSYNTHESIS_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.13.1.3"})
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns")
 
 
@@ -150,6 +154,9 @@ def _validate(
         raise Unprocessable(f"Modality is {_short(modality)}, expected 'MG' (mammography)", image_index=index)
     sop_class = str(ds.SOPClassUID)
     intent = str(ds.get("PresentationIntentType", "")).strip().upper()
+    if sop_class in TOMOSYNTHESIS_SOP_CLASSES:
+        raise Unprocessable("the image is a Breast Tomosynthesis volume (multi-frame); send the 2D views "
+                            "(digital mammography or synthesized 2D)", image_index=index)
     if sop_class in FOR_PROCESSING_SOP_CLASSES or intent == "FOR PROCESSING":
         raise Unprocessable("the image is 'for processing' (raw detector data); send the 'for presentation' image",
                             image_index=index)
@@ -175,7 +182,8 @@ def _validate(
         raise PayloadTooLarge(f"the image is {rows} x {columns} pixels (rows x columns); the limit is "
                               f"{caps.max_rows} x {caps.max_columns}", image_index=index)
     if frames > caps.max_frames:
-        raise PayloadTooLarge(f"the image has {frames} frames; the limit is {caps.max_frames}", image_index=index)
+        raise Unprocessable(f"the image is multi-frame ({frames} frames, e.g. tomosynthesis); send single-frame "
+                            "2D views", image_index=index)
     transfer_syntax = check_transfer_syntax(_transfer_syntax(meta, ds, index), index)
     if not transfer_syntax.is_compressed and not transfer_syntax.is_deflated:
         # Native pixels: the file must at least hold one frame, checked before anything is allocated.

@@ -132,8 +132,13 @@ def test_columns_over_cap(good: SynthImage, larger: bytes) -> None:
     reject(good, larger, PayloadTooLarge, "limit is 6144 x 150", DicomSettings(max_columns=150))
 
 
-def test_frames_over_cap(good: SynthImage) -> None:
-    reject(good, _edited(good, NumberOfFrames=2), PayloadTooLarge, "2 frames")
+def test_multi_frame_is_unprocessable(good: SynthImage) -> None:
+    reject(good, _edited(good, NumberOfFrames=2), Unprocessable, r"multi-frame \(2 frames")
+
+
+def test_tomosynthesis_is_unprocessable(good: SynthImage) -> None:
+    tomosynthesis = _edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.13.1.3", NumberOfFrames=60)
+    reject(good, tomosynthesis, Unprocessable, "Breast Tomosynthesis")
 
 
 def test_file_size_over_cap(good: SynthImage, larger: bytes) -> None:
