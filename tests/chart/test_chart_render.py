@@ -226,7 +226,7 @@ def test_inference_services_pair_triton_predictor_and_transformer_on_one_storage
         model_name = isvc["metadata"]["labels"]["duet/model"]
         predictor, transformer = isvc["spec"]["predictor"], isvc["spec"]["transformer"]
         assert predictor["model"]["modelFormat"] == {"name": "triton"}
-        assert predictor["model"]["runtime"] == "kserve-tritonserver"
+        assert predictor["model"]["runtime"] == "duet-tritonserver"
         assert predictor["minReplicas"] >= 1 and transformer["minReplicas"] >= 1
         container = transformer["containers"][0]
         args = container["args"]

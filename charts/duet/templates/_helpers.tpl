@@ -93,6 +93,69 @@ duet/model: {{ .model }}
 {{- end -}}
 
 {{/*
+The serving.kserve.io/deploymentMode annotation for kserve.deploymentMode on kserve.version. KServe 0.15 accepts
+only RawDeployment/Serverless (pkg/constants DeploymentModeType) and falls back to its default for anything
+else; 0.16 named them Standard/Knative and records the normalised name in status.deploymentMode, which every
+later update's annotation must equal verbatim (validateDeploymentMode).
+*/}}
+{{- define "duet.deploymentModeName" -}}
+{{- $legacy := semverCompare "<0.16-0" (printf "%s.0" .Values.kserve.version) -}}
+{{- if eq .Values.kserve.deploymentMode "Knative" -}}
+{{- ternary "Serverless" "Knative" $legacy -}}
+{{- else -}}
+{{- ternary "RawDeployment" "Standard" $legacy -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Logical mode (Standard or Knative) of any name KServe has used for it. */}}
+{{- define "duet.logicalMode" -}}
+{{- if has . (list "Knative" "Serverless") -}}Knative{{- else if has . (list "Standard" "RawDeployment") -}}Standard{{- else -}}{{ . }}{{- end -}}
+{{- end -}}
+
+{{/*
+The annotation for one InferenceService: (dict "root" $ "isvc" name). On upgrade, an InferenceService KServe
+already runs keeps the exact name KServe recorded in its status (also across a KServe upgrade from 0.15, whose
+objects keep the legacy name); asking for the other mode fails here with the fix, rather than at KServe's
+webhook. `lookup` is empty under `helm template` and dry runs: the name then follows kserve.version.
+*/}}
+{{- define "duet.isvcDeploymentMode" -}}
+{{- $wanted := include "duet.deploymentModeName" .root -}}
+{{- $existing := lookup "serving.kserve.io/v1beta1" "InferenceService" .root.Release.Namespace .isvc | default dict -}}
+{{- $recorded := dig "status" "deploymentMode" "" $existing -}}
+{{- if $recorded -}}
+{{- if ne (include "duet.logicalMode" $recorded) .root.Values.kserve.deploymentMode -}}
+{{- fail (printf "InferenceService %s runs in KServe mode %s, which cannot change in place: set kserve.deploymentMode=%s, or uninstall and install again" .isvc $recorded (include "duet.logicalMode" $recorded)) -}}
+{{- end -}}
+{{- $recorded -}}
+{{- else -}}
+{{- $wanted -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ServingRuntime the predictors use: triton.runtime.name, else duet's own or KServe's. */}}
+{{- define "duet.runtimeName" -}}
+{{- .Values.triton.runtime.name | default (ternary "duet-tritonserver" "kserve-tritonserver" .Values.triton.runtime.create) -}}
+{{- end -}}
+
+{{/*
+Protocol from transformer to predictor. The chart's runtime declares Triton's gRPC port first, so KServe's
+Service port 80 reaches gRPC. KServe's own kserve-tritonserver declares no ports: its Service maps 80 to 8080,
+Triton's REST port, so the transformer must speak v2 REST there.
+*/}}
+{{- define "duet.predictorProtocol" -}}
+{{- ternary "grpc-v2" "v2" .Values.triton.runtime.create -}}
+{{- end -}}
+
+{{/* True when the model repository is an OCI image, which KServe mounts with a modelcar sidecar. */}}
+{{- define "duet.modelcar" -}}
+{{- range $model := list "mammography" "sentiment" -}}
+{{- if (index $.Values.models $model).enabled -}}
+{{- if hasPrefix "oci://" (include "duet.storageUri" (dict "root" $ "model" $model)) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Consistency checks that the schema cannot express (they depend on two values at once).
 */}}
 {{- define "duet.validate" -}}
@@ -103,6 +166,26 @@ Consistency checks that the schema cannot express (they depend on two values at 
 {{- end -}}
 {{- if and (not $knative) (eq $mode "knative") -}}
 {{- fail "autoscaling.mode=knative needs kserve.deploymentMode=Knative" -}}
+{{- end -}}
+{{- if and $knative (eq $mode "none") -}}
+{{- fail "autoscaling.mode=none needs kserve.deploymentMode=Standard; in Knative mode use autoscaling.mode=knative and pin a component with minReplicas = maxReplicas" -}}
+{{- end -}}
+{{- if $knative -}}
+{{- $features := .Values.kserve.knativeFeatures -}}
+{{- range $component := list "transformer" "triton" -}}
+{{- $c := index $.Values $component -}}
+{{- range $field, $flag := dict "nodeSelector" "kubernetes.podspec-nodeselector" "tolerations" "kubernetes.podspec-tolerations" "affinity" "kubernetes.podspec-affinity" -}}
+{{- if and (index $c $field) (not (index $features $field)) -}}
+{{- fail (printf "%s.%s is set, but Knative rejects pods with %s unless config-features has %s: \"enabled\". Enable it and set kserve.knativeFeatures.%s=true, or empty %s.%s" $component $field $field $flag $field $component $field) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.transformer.dev.hotReload -}}
+{{- fail "transformer.dev.hotReload uses an init container, which Knative allows only with kubernetes.podspec-init-containers; use kserve.deploymentMode=Standard for development" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not .Values.triton.runtime.create) (eq .Values.triton.modelControlMode "explicit") -}}
+{{- fail "triton.modelControlMode=explicit needs triton.runtime.create=true: KServe's kserve-tritonserver starts Triton without --model-control-mode=explicit, so --load-model would stop it; set triton.modelControlMode=none" -}}
 {{- end -}}
 {{- if and .Values.triton.tensorrt.enabled .Values.triton.modelConfigName -}}
 {{- fail "triton.tensorrt.enabled and triton.modelConfigName both choose --model-config-name; set only one" -}}
@@ -136,4 +219,41 @@ sum(duet:transformer_inflight:sum{namespace="{{ $ns }}", model="{{ .model }}"})
 {{- else -}}
 {{- fail (printf "unknown autoscaling signal %s" .signal) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Pod-level fields of one InferenceService component: (dict "root" $ "values" .Values.triton|.Values.transformer).
+Knative admits only part of a PodSpec (knative/serving pkg/apis/serving/fieldmask.go, PodSpecMask): never
+terminationGracePeriodSeconds (Knative derives it from the revision timeout), automountServiceAccountToken only
+as false, and nodeSelector, tolerations, affinity and the pod securityContext only behind config-features flags
+(kserve.knativeFeatures; duet.validate fails when a value needs a flag that is off).
+*/}}
+{{- define "duet.podFields" -}}
+{{- $root := .root -}}
+{{- $v := .values -}}
+{{- $knative := eq $root.Values.kserve.deploymentMode "Knative" -}}
+{{- $features := $root.Values.kserve.knativeFeatures -}}
+serviceAccountName: {{ include "duet.serviceAccountName" $root }}
+{{- if or (not $knative) (not $root.Values.serviceAccount.automountToken) }}
+automountServiceAccountToken: {{ $root.Values.serviceAccount.automountToken }}
+{{- end }}
+{{- if or (not $knative) $features.podSecurityContext }}
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- end }}
+{{- if not $knative }}
+terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}

@@ -1,0 +1,229 @@
+"""Every rendered variant (defaults and each ci/*-values.yaml) against KServe's and Knative's own rules
+(kserve_rules.py, each rule citing its source): the semantics a CRD schema cannot see. No cluster runs here;
+these tests stand in for one by applying what KServe's controllers and Knative's webhook do to the objects."""
+
+from __future__ import annotations
+
+import re
+
+import chart_support as helm_tools
+import pytest
+from chart_support import VARIANTS, objects_of, variant_files
+from kserve.constants.constants import MAX_GRPC_MESSAGE_LENGTH
+from kserve_rules import (
+    ACCEPTED_MODE_NAMES,
+    AUTOSCALER_CLASSES,
+    CHART_FEATURE_KEYS,
+    DEFAULT_CONTAINER_PORT,
+    KSERVE_CLUSTER_RUNTIMES,
+    LOGICAL_MODE,
+    RECORDED_MODE,
+    SERVICE_PORT,
+    apply_modelcar,
+    flag_args,
+    knative_rejections,
+    kserve_line,
+    kserve_pods,
+    merged_values,
+    restricted_violations,
+)
+
+MODE = "serving.kserve.io/deploymentMode"
+AUTOSCALER = "serving.kserve.io/autoscalerClass"
+# A full-size 4-view study: four 4096 x 3328 16-bit uncompressed views (docs/benchmarks.md's headline case).
+FULL_STUDY_BYTES = 4 * 4096 * 3328 * 2
+
+
+def values_of(variant: str) -> dict:
+    return merged_values(variant_files(variant))
+
+
+def transformer_container(isvc: dict) -> dict:
+    return isvc["spec"]["transformer"]["containers"][0]
+
+
+# ---- Deployment-mode names --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kserve_rules_mode_annotation_is_accepted_and_recorded_verbatim(renders, variant):
+    values = values_of(variant)
+    line = kserve_line(values["kserve"]["version"])
+    for isvc in objects_of(renders[variant], "InferenceService"):
+        name = isvc["metadata"]["annotations"][MODE]
+        assert name in ACCEPTED_MODE_NAMES[line], f"KServe {line} ignores mode {name} and uses its default"
+        assert RECORDED_MODE[line][name] == name, (
+            f"KServe {line} records {RECORDED_MODE[line][name]} for {name}: every later upgrade would be refused")
+        assert LOGICAL_MODE[name] == values["kserve"]["deploymentMode"]
+
+
+@pytest.mark.parametrize(("version", "mode", "expected"), [
+    ("0.15", "Standard", "RawDeployment"), ("0.15", "Knative", "Serverless"),
+    ("0.16", "Standard", "Standard"), ("0.16", "Knative", "Knative"), ("0.19", "Standard", "Standard"),
+])
+def test_kserve_rules_mode_names_follow_the_kserve_version(render, version, mode, expected):
+    set_values = {"kserve.version": version, "kserve.deploymentMode": mode}
+    if mode == "Knative":
+        set_values.update({"autoscaling.mode": "knative", "kserve.knativeFeatures.nodeSelector": True,
+                           "kserve.knativeFeatures.tolerations": True})
+    for isvc in objects_of(render(set_values=set_values), "InferenceService"):
+        assert isvc["metadata"]["annotations"][MODE] == expected
+        assert expected in ACCEPTED_MODE_NAMES[kserve_line(version)]
+
+
+def test_kserve_rules_versions_before_0_15_are_refused(render):
+    with pytest.raises(helm_tools.HelmError, match="/kserve/version"):
+        render(set_values={"kserve.version": "0.14"})
+
+
+# ---- Knative's PodSpec field mask and feature flags -------------------------------------------------------------
+
+KNATIVE_VARIANTS = [v for v in VARIANTS if values_of(v)["kserve"]["deploymentMode"] == "Knative"]
+
+
+def test_kserve_rules_some_variants_run_in_knative_mode():
+    assert len(KNATIVE_VARIANTS) >= 2, "the Knative rules need a variant with flags on and one with defaults"
+
+
+def enabled_flags(variant: str) -> set[str]:
+    features = values_of(variant)["kserve"]["knativeFeatures"]
+    return {flag for flag, key in CHART_FEATURE_KEYS.items() if features[key]}
+
+
+@pytest.mark.parametrize("variant", KNATIVE_VARIANTS)
+def test_kserve_rules_knative_admits_every_pod(renders, variant):
+    for isvc, component, pod in kserve_pods(renders[variant]):
+        assert knative_rejections(pod, enabled_flags(variant)) == [], (isvc["metadata"]["name"], component)
+
+
+def test_kserve_rules_knative_check_refuses_what_the_chart_used_to_render(renders):
+    """The check can fail: the pod fields the chart rendered before it knew Knative's mask are refused."""
+    _, _, pod = next(kserve_pods(renders["knative-kserve-runtime"]))
+    pod["spec"].update({"terminationGracePeriodSeconds": 45, "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                        "securityContext": {"runAsNonRoot": True}})
+    pod["spec"]["containers"][0]["startupProbe"] = {"tcpSocket": {"port": 8080}}
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": 9000}, {"containerPort": 8080}]
+    problems = " ".join(knative_rejections(pod, set()))
+    for expected in ("terminationGracePeriodSeconds (never allowed)", "kubernetes.podspec-nodeselector",
+                     "kubernetes.podspec-securitycontext", "startupProbe", "2 ports"):
+        assert expected in problems
+
+
+@pytest.mark.parametrize(("field", "value", "flag"), [
+    ("triton.tolerations[0].key", "nvidia.com/gpu", "kubernetes.podspec-tolerations"),
+    ("transformer.nodeSelector.pool", "cpu", "kubernetes.podspec-nodeselector"),
+    ("transformer.affinity.nodeAffinity.x", "y", "kubernetes.podspec-affinity"),
+])
+def test_kserve_rules_knative_values_needing_a_disabled_flag_fail_at_install(render, field, value, flag):
+    base = helm_tools.CHART / "ci" / "knative-kserve-runtime-values.yaml"
+    with pytest.raises(helm_tools.HelmError, match=re.escape(flag)):
+        render([base], set_values={field: value})
+
+
+def test_kserve_rules_knative_pod_security_context_follows_its_flag(render):
+    knative = helm_tools.CHART / "ci" / "knative-values.yaml"
+    without = objects_of(render([knative]), "InferenceService")[0]["spec"]["predictor"]
+    assert "securityContext" not in without
+    with_flag = objects_of(render([knative], {"kserve.knativeFeatures.podSecurityContext": True}),
+                           "InferenceService")[0]["spec"]["predictor"]
+    assert with_flag["securityContext"]["runAsNonRoot"] is True
+
+
+# ---- Ports: what the predictor Service reaches, and which protocol the transformer speaks there ---------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kserve_rules_transformer_speaks_the_protocol_of_the_port_the_predictor_service_reaches(renders, variant):
+    pods = {(isvc["metadata"]["name"], component): pod for isvc, component, pod in kserve_pods(renders[variant])}
+    for isvc in objects_of(renders[variant], "InferenceService"):
+        predictor = pods[(isvc["metadata"]["name"], "predictor")]["spec"]["containers"][0]
+        ports = predictor.get("ports") or []
+        target = ports[0]["containerPort"] if ports else DEFAULT_CONTAINER_PORT
+        triton = flag_args(predictor["args"])
+        listeners = {int(triton["--grpc-port"]): "grpc-v2", int(triton["--http-port"]): "v2"}
+        assert target in listeners, f"the predictor Service targets {target}, where Triton does not listen"
+        args = flag_args(transformer_container(isvc)["args"])
+        assert args["--predictor_protocol"] == listeners[target], (
+            f"Service port {SERVICE_PORT} reaches Triton's {listeners[target]} port {target}")
+        assert args["--predictor_host"].endswith(f":{SERVICE_PORT}")
+        assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == listeners[target]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kserve_rules_a_created_runtime_is_not_shadowed_by_a_kserve_cluster_runtime(renders, variant):
+    runtimes = objects_of(renders[variant], "ServingRuntime")
+    for runtime in runtimes:
+        assert runtime["metadata"]["name"] not in KSERVE_CLUSTER_RUNTIMES
+    for isvc in objects_of(renders[variant], "InferenceService"):
+        name = isvc["spec"]["predictor"]["model"]["runtime"]
+        assert name in {r["metadata"]["name"] for r in runtimes} or name in KSERVE_CLUSTER_RUNTIMES
+
+
+def test_kserve_rules_explicit_model_control_needs_the_charts_runtime(render):
+    with pytest.raises(helm_tools.HelmError, match="modelControlMode=explicit needs triton.runtime.create"):
+        render(set_values={"triton.runtime.create": False})
+
+
+# ---- Autoscaler classes -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kserve_rules_autoscaler_class_does_what_the_mode_promises(renders, variant):
+    values = values_of(variant)
+    mode, owner = values["autoscaling"]["mode"], values["autoscaling"]["keda"]["scaledObject"]
+    objs = renders[variant]
+    scaled = {s["spec"]["scaleTargetRef"]["name"] for s in objects_of(objs, "ScaledObject")}
+    for isvc in objects_of(objs, "InferenceService"):
+        annotations = isvc["metadata"]["annotations"]
+        if LOGICAL_MODE[annotations[MODE]] == "Knative":
+            assert AUTOSCALER not in annotations, "Knative mode keeps KServe's default there (kpa)"
+            continue
+        cls = annotations[AUTOSCALER]
+        assert cls in AUTOSCALER_CLASSES and cls != "kpa"
+        expected = {"none": "none", "hpa": "hpa", "keda": "keda" if owner == "kserve" else "external"}[mode]
+        assert cls == expected, f"autoscaling.mode={mode}: {AUTOSCALER_CLASSES[expected]}"
+        for component in ("predictor", "transformer"):
+            spec = isvc["spec"][component]
+            has_metrics = "autoScaling" in spec
+            assert has_metrics == (cls in ("hpa", "keda")), (component, cls)
+            deployment = f"{isvc['metadata']['name']}-{component}"
+            assert (deployment in scaled) == (cls == "external"), "external needs an owner for the replicas"
+
+
+def test_kserve_rules_autoscaling_none_is_refused_in_knative_mode(render):
+    with pytest.raises(helm_tools.HelmError, match="autoscaling.mode=none needs kserve.deploymentMode=Standard"):
+        render([helm_tools.CHART / "ci" / "knative-values.yaml"], {"autoscaling.mode": "none"})
+
+
+# ---- Modelcar and the restricted Pod Security level -------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kserve_rules_modelcar_loses_the_restricted_level_and_other_storage_keeps_it(renders, variant):
+    for isvc, component, pod in kserve_pods(renders[variant]):
+        uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+        assert restricted_violations(pod) == [], (isvc["metadata"]["name"], component)
+        if uri.startswith("oci://"):
+            # What KServe's webhook makes of it, with and without uidModelcar: never restricted.
+            assert restricted_violations(apply_modelcar(pod))
+            assert restricted_violations(apply_modelcar(pod, uid=None))
+
+
+def test_kserve_rules_notes_warn_about_modelcar_exactly_when_storage_is_oci(helm):
+    def notes(*args: str) -> str:
+        out = helm_tools.run_helm(["install", "duet", str(helm_tools.CHART), "-n", "duet", "--dry-run=client", *args])
+        return out.split("NOTES:", 1)[1]
+
+    assert "modelcar" in notes()
+    assert "modelcar" not in notes("--set", "modelRepository.storageUri=s3://bucket/repo")
+
+
+# ---- gRPC message limits ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kserve_rules_grpc_limits_admit_a_full_size_study(renders, variant):
+    assert MAX_GRPC_MESSAGE_LENGTH < FULL_STUDY_BYTES, "KServe's default would refuse a study"
+    for isvc in objects_of(renders[variant], "InferenceService"):
+        container = transformer_container(isvc)
+        args = flag_args(container["args"])
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        limit = int(env["DUET_MAX_REQUEST_BYTES"])
+        assert limit > FULL_STUDY_BYTES
+        assert int(args["--grpc_max_receive_message_length"]) == limit
+        assert int(args["--grpc_max_send_message_length"]) == limit
