@@ -183,9 +183,9 @@ def render_markdown(rows: list[StudyRow], *, machine: str, when: str, note: str 
     """The markdown table of `rows` (no section heading)."""
     floor = rows[0].floor_ms if rows else float("nan")
     lines = [
-        f"Measured {when} on {machine} with `python benchmarks/bench_study.py` (medians of the timed requests). "
+        (f"Measured {when} on {machine} with `python benchmarks/bench_study.py` (medians of the timed requests). "
         f"Naive floor, one full-resolution OpenJPEG decode of one {ROWS} x {COLUMNS} {BITS}-bit J2K view in the "
-        f"same run: **{floor:.0f} ms**.",
+        f"same run: **{floor:.0f} ms**."),
         "",
         "| 4-view study | request MB | end to end (median) | fastest | transformer CPU per study | ratio to the floor |",
         "|---|---|---|---|---|---|",

@@ -29,8 +29,8 @@ from io import BytesIO
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.encaps import get_frame
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import get_frame
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     HTJ2K,
@@ -185,17 +185,39 @@ def native_pixels(blob: bytes, element: PixelDataElement, rows: int, columns: in
     return np.frombuffer(blob, dtype=dtype, count=rows * columns, offset=element.offset).reshape(rows, columns)
 
 
-def jpeg2000_frame(blob: bytes, element: PixelDataElement, index: int) -> bytes:
-    """The first frame's codestream of encapsulated JPEG 2000 / HTJ2K pixel data (fragments joined)."""
+def jpeg2000_frame(blob: bytes, element: PixelDataElement, index: int, frames: int = 1) -> bytes:
+    """The first frame's codestream of encapsulated pixel data (PS3.5 A.4). With one frame: the items after the
+    Basic Offset Table up to the Sequence Delimiter, joined (one copy; one fragment is a single slice); with
+    several, pydicom's `get_frame` finds the first."""
     if element.length is not None:
         raise BadRequest("JPEG 2000 Pixel Data must be encapsulated (undefined length)", image_index=index)
-    stream = BytesIO(blob)
-    stream.seek(element.offset)
+    if frames > 1:
+        stream = BytesIO(blob)
+        stream.seek(element.offset)
+        try:
+            return get_frame(stream, 0, number_of_frames=frames)
+        except Exception as error:  # noqa: BLE001 - pydicom raises ValueError/struct.error on broken items
+            raise BadRequest(f"the encapsulated Pixel Data is malformed ({type(error).__name__})",
+                             image_index=index) from None
+    view = memoryview(blob)
+    position, fragments, first = element.offset, [], True
     try:
-        return get_frame(stream, 0, number_of_frames=1)
-    except Exception as error:  # noqa: BLE001 - pydicom raises ValueError/struct.error on broken items
-        raise BadRequest(f"the encapsulated Pixel Data is malformed ({type(error).__name__})",
-                         image_index=index) from None
+        while True:
+            group, tag_element, length = struct.unpack_from("<HHI", blob, position)
+            position += 8
+            if (group, tag_element) == (0xFFFE, 0xE0DD):  # Sequence Delimitation Item
+                break
+            if (group, tag_element) != (0xFFFE, 0xE000) or length == UNDEFINED_LENGTH or position + length > len(blob):
+                raise ValueError
+            if not first:  # the first item is the Basic Offset Table
+                fragments.append(view[position : position + length])
+            first = False
+            position += length
+    except (struct.error, ValueError):
+        raise BadRequest("the encapsulated Pixel Data is malformed (items or their lengths)", image_index=index) from None
+    if not fragments:
+        raise BadRequest("the encapsulated Pixel Data holds no frame", image_index=index)
+    return bytes(fragments[0]) if len(fragments) == 1 else b"".join(fragments)
 
 
 def check_codestream(frame: bytes, rows: int, columns: int, bits_allocated: int, bits_stored: int, signed: bool,

@@ -183,8 +183,8 @@ def fit_crop(
     rows, columns = shape
     prescale = _prescale(crop, model_hw)
     if prescale > 1:
-        x0, x1 = _align(crop[0], crop[2], columns, prescale)
-        y0, y1 = _align(crop[1], crop[3], rows, prescale)
+        x0, x1 = align(crop[0], crop[2], columns, prescale)
+        y0, y1 = align(crop[1], crop[3], rows, prescale)
         crop = (x0, y0, x1, y1)
     crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
     height, width = model_hw
@@ -224,7 +224,7 @@ def _prescale(crop: tuple[int, int, int, int], model_hw: tuple[int, int]) -> int
     return next((factor for factor in PRESCALE_FACTORS if factor * 4 * fit <= 1.0), 1)
 
 
-def _align(start: int, end: int, size: int, factor: int) -> tuple[int, int]:
+def align(start: int, end: int, size: int, factor: int) -> tuple[int, int]:
     """[start, end) grown to a multiple of `factor` pixels inside [0, size), or trimmed where the image is full."""
     length = -(-(end - start) // factor) * factor
     if length > size:

@@ -6,7 +6,7 @@ attributes (Modality, Photometric Interpretation, sizes, UIDs of classes and syn
 | check | status |
 |---|---|
 | file larger than `max_file_bytes`, Rows/Columns over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
-| not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
+| a preamble holding an executable header (PE `MZ`, ELF, Mach-O, a `#!` script: a DICOM/executable polyglot), not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
 | Modality not MG, a "for processing" image, a Breast Tomosynthesis image or any multi-frame image (more frames than `max_frames`), Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
 
 Caps are checked on header values, so a header claiming 65535 x 65535 pixels is refused before any allocation.
@@ -43,6 +43,10 @@ FOR_PROCESSING_SOP_CLASSES = frozenset({
 # Breast Tomosynthesis Image Storage: a volume of slices, not a 2D view.
 TOMOSYNTHESIS_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.13.1.3"})
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns")
+# The 128-byte preamble is free for applications, which is how a file can be both DICOM and a program
+# (CVE-2019-11687). Nothing a modality writes there starts like an executable.
+EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                    b"\xcf\xfa\xed\xfe", b"#!")
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ def read_header(blob: bytes, index: int, caps: DicomSettings) -> ImageHeader:
     if len(blob) > caps.max_file_bytes:
         raise PayloadTooLarge(f"the file has {len(blob)} bytes; the limit is {caps.max_file_bytes}",
                               image_index=index)
+    if blob[128:132] == b"DICM" and blob[:128].startswith(EXECUTABLE_MAGIC):
+        raise BadRequest("the DICOM preamble holds an executable header; refused", image_index=index)
     meta, offset = _read_meta(blob, index)
     if meta is not None and str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
         _check_inflated_size(blob, offset, caps.max_inflated_bytes, index)

@@ -91,7 +91,7 @@ class MammographyModel(DuetModel):
     """DICOM study -> lesion boxes in stored pixels, per-image quality, study risk, optional DICOM SR."""
 
     def __init__(self, settings: Settings, predictor: PredictorClient) -> None:
-        super().__init__(PUBLIC_NAME, PREDICTOR_MODEL, settings, predictor)
+        super().__init__(PUBLIC_NAME, PREDICTOR_MODEL, settings, predictor, settings.max_inflight_studies)
         self.class_names: list[str] = []
         self.thresholds = Thresholds(settings.dicom.score_threshold, settings.dicom.nms_iou,
                                      settings.dicom.quality_threshold)

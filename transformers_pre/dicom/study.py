@@ -31,9 +31,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from pydicom.dataset import Dataset
-
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
@@ -47,7 +47,16 @@ from .decode import (
     locate_pixel_data,
     native_pixels,
 )
-from .geometry import ViewTransform, coarsest_reduction, fit_crop, on_grid, plan_view, preview_step, render
+from .geometry import (
+    ViewTransform,
+    align,
+    coarsest_reduction,
+    fit_crop,
+    on_grid,
+    plan_view,
+    preview_step,
+    render,
+)
 from .intake import ImageHeader, read_header
 from .jpeg2000 import Codestream, decode_reduced
 from .window import (
@@ -192,7 +201,7 @@ def prepare_pixels(
     syntax = header.transfer_syntax
     if syntax in JPEG2000_SYNTAXES:
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
-        frame = jpeg2000_frame(blob, element, header.index)
+        frame = jpeg2000_frame(blob, element, header.index, header.frames)
         codestream = check_codestream(frame, header.rows, header.columns, header.bits_allocated,
                                       header.bits_stored, header.signed, header.index)
         if resolution_aware:
@@ -201,26 +210,45 @@ def prepare_pixels(
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
         raw = native_pixels(blob, element, header.rows, header.columns, header.bits_allocated, header.signed,
                             header.index)
-        kind = voi_kind(header.dataset)
-        present = canonical_range(raw, header.bits_stored, header.signed) if kind == "fallback" else None
-        if kind != "fallback" or present is not None:
-            window = canonical_table(build_table(header.dataset, stored_range=present), header.bits_stored,
-                                     header.signed)
-            return _finish(raw, window, hint, model_hw, started, time.perf_counter())
+        # Raw bit patterns: the table folds away bits above BitsStored; block means need them clear, so the
+        # reduced path takes the view only when every value is within BitsStored (else pydicom's decoder masks).
+        present = canonical_range(raw, header.bits_stored, header.signed)
+        if present is not None or not resolution_aware:
+            kind = voi_kind(header.dataset)
+            window = canonical_table(build_table(header.dataset, stored_range=present if kind == "fallback"
+                                                 else None), header.bits_stored, header.signed)
+            if kind != "fallback" or present is not None:
+                return _finish(raw, window, hint, model_hw, started, time.perf_counter(), resolution_aware)
     stored = decode_pixels(blob, syntax, header.index, forced=header.forced)
     decoded = time.perf_counter()
     kind = voi_kind(header.dataset)
     window = build_table(header.dataset, stored_range=stored_range(stored) if kind == "fallback" else None)
-    return _finish(stored, window, hint, model_hw, started, decoded)
+    return _finish(stored, window, hint, model_hw, started, decoded, resolution_aware)
 
 
 def _finish(stored: np.ndarray, window: WindowTable, hint: bool | None, model_hw: tuple[int, int],
-            started: float, decoded: float) -> ViewPixels:
-    """Window a strided preview, plan the crop, window only the crop, render (stored = decoded pixels)."""
+            started: float, decoded: float, reduce: bool) -> ViewPixels:
+    """Window a strided preview and plan the crop on it; then window only the crop and render.
+
+    reduce: first average the crop's stored values over 2^r x 2^r blocks (OpenCV's exact integer area path), r
+    the coarsest level that keeps the crop at least the model's size, as the JPEG 2000 path gets from the
+    codestream's LL band; the window then sees 4^r times fewer pixels.
+    """
     step = preview_step(stored.shape)
     preview = apply_table(stored[::step, ::step], window)
     transform = plan_view(preview, step, stored.shape, model_hw, hint)
-    return _render(stored, window, transform, model_hw, started, decoded)
+    x0, y0, x1, y1 = transform.crop
+    factor = 1 << coarsest_reduction(x1 - x0, y1 - y0, model_hw) if reduce else 1
+    if factor == 1:
+        return _render(stored, window, transform, model_hw, started, decoded)
+    rows, columns = stored.shape
+    x0, x1 = align(x0, x1, columns, factor)
+    y0, y1 = align(y0, y1, rows, factor)
+    means = cv2.resize(stored[y0:y1, x0:x1], ((x1 - x0) // factor, (y1 - y0) // factor),
+                       interpolation=cv2.INTER_AREA)
+    reduced = fit_crop((0, 0, means.shape[1], means.shape[0]), means.shape, model_hw, transform.mirrored)
+    return _render(means, window, on_grid(reduced, stored.shape, factor, (float(x0), float(y0))), model_hw,
+                   started, decoded)
 
 
 def _render(decoded_image: np.ndarray, window: WindowTable, transform: ViewTransform, model_hw: tuple[int, int],
