@@ -17,7 +17,7 @@ Decoders evaluated (December 2026, on this project's pins: numpy < 2, Python 3.1
 
 | library | JPEG 2000 | HTJ2K | 16-bit / signed | reduced-resolution decode |
 |---|---|---|---|---|
-| Pillow 13 (bundles OpenJPEG 2.5.4) | yes | yes (OpenJPEG >= 2.5) | yes / yes, as `I;16` scaled to 16 bits and offset by 2^(p-1) when signed (undone here) | yes: `im.reduce = r`, up to the codestream's levels; releases the GIL while decoding |
+| Pillow 13 (bundles OpenJPEG 2.5.4) | yes | yes (OpenJPEG >= 2.5) | yes / yes, as `I;16` scaled to 16 bits and offset by 2^(p-1) when signed (undone here) | yes, up to the codestream's levels (`im.reduce = r` rounds the size instead of the ceiling rule, so `_set_reduction` passes r to the decoder with the right size); releases the GIL while decoding |
 | pylibjpeg-openjpeg 2.3 (OpenJPEG 2.5) | yes | yes | yes / yes | no (no reduce parameter); holds the GIL |
 | imagecodecs 2026.3 (OpenJPEG 2.5.4, OpenJPH 0.26) | yes | yes (OpenJPH) | yes / yes | HTJ2K only (`htj2k_decode(skipres=r)`); not usable here: requires numpy >= 2 |
 
@@ -160,7 +160,8 @@ def decode_reduced(frame: bytes, codestream: Codestream, reduction: int, dtype: 
             # The decompression-bomb warning: sizes were checked against the DICOM caps already.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(BytesIO(frame), formats=["JPEG2000"])
-            image.reduce = reduction
+            if reduction:
+                _set_reduction(image, codestream, reduction)
             image.load()
             mode = image.mode
             decoded = np.asarray(image)
@@ -179,3 +180,18 @@ def decode_reduced(frame: bytes, codestream: Codestream, reduction: int, dtype: 
         return values.astype(target, copy=False)
     values = (decoded >> shift).astype(np.int32) - (1 << (codestream.precision - 1))
     return values.astype(target)
+
+
+def _set_reduction(image, codestream: Codestream, reduction: int) -> None:
+    """Ask Pillow's decoder for `reduction` with the size OpenJPEG will return.
+
+    Pillow's own `im.reduce = r` sizes the result as round(size / 2^r) (Pillow 13, `Jpeg2KImageFile.load`), not
+    with the ceiling rule, and ignores the image offset, so for sizes that are not multiples of 2^r the decoder's
+    output does not fit ("broken data stream"). The tile's decoder arguments take the reduction directly; the
+    size comes from the codestream's SIZ here.
+    """
+    rows, columns = codestream.reduced_shape(reduction)
+    tile = image.tile[0]
+    mode, _, layers, *rest = tile.args
+    image._size = (columns, rows)
+    image.tile = [tile._replace(extents=(0, 0, columns, rows), args=(mode, reduction, layers, *rest))]

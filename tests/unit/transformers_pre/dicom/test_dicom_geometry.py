@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transformers_pre.dicom.geometry import ViewTransform, breast_region, plan_view, preview_step, render
+from transformers_pre.dicom.geometry import (
+    ViewTransform,
+    breast_region,
+    coarsest_reduction,
+    on_grid,
+    plan_view,
+    preview_step,
+    render,
+)
+from transformers_pre.dicom.jpeg2000 import Codestream
 
 
 @st.composite
@@ -32,6 +41,85 @@ def transforms_and_boxes(draw: st.DrawFn) -> tuple[ViewTransform, np.ndarray]:
         by0, by1 = sorted((y0 + b * (y1 - y0), y0 + d * (y1 - y0)))
         boxes.append((bx0, by0, bx1, by1))
     return transform, np.array(boxes)
+
+
+@st.composite
+def reduced_transforms_and_boxes(draw: st.DrawFn) -> tuple[ViewTransform, np.ndarray]:
+    """A transform planned on a JPEG 2000 image decoded with r levels left out (odd sizes, SIZ image offsets),
+    placed on the stored grid, and boxes inside the stored footprint of its crop."""
+    rows, columns = draw(st.integers(64, 5000)), draw(st.integers(64, 4000))
+    reduction = draw(st.integers(0, 5))
+    x_offset, y_offset = draw(st.integers(0, 70)), draw(st.integers(0, 70))
+    codestream = Codestream(columns=columns, rows=rows, x_offset=x_offset, y_offset=y_offset, components=1,
+                            precision=12, signed=False, subsampled=False, levels=5, high_throughput=False)
+    grid = codestream.grid(reduction)
+    decoded_rows, decoded_columns = grid.shape
+    # The ceiling rule: the stored size over 2^r, rounded up or down by the offset, never more than one off.
+    assert abs(decoded_columns - columns / grid.step) <= 1 and abs(decoded_rows - rows / grid.step) <= 1
+    x0 = draw(st.integers(0, max(0, decoded_columns - 2)))
+    y0 = draw(st.integers(0, max(0, decoded_rows - 2)))
+    x1, y1 = draw(st.integers(x0 + 1, decoded_columns)), draw(st.integers(y0 + 1, decoded_rows))
+    height, width = draw(st.integers(32, 512)), draw(st.integers(32, 512))
+    scale = min(width / (x1 - x0), height / (y1 - y0))
+    resized = (min(height, max(1, round((y1 - y0) * scale))), min(width, max(1, round((x1 - x0) * scale))))
+    planned = ViewTransform((decoded_rows, decoded_columns), (x0, y0, x1, y1), resized, draw(st.booleans()))
+    transform = on_grid(planned, (rows, columns), grid.step, grid.offset)
+    # The crop's stored footprint, limited to the stored image (the reduced grid can reach past its edges).
+    sx0, sy0, sx1, sy1 = transform.stored_crop
+    sx0, sy0, sx1, sy1 = max(sx0, 0.0), max(sy0, 0.0), min(sx1, columns), min(sy1, rows)
+    n = draw(st.integers(1, 8))
+    corners = draw(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
+                            min_size=n, max_size=n))
+    boxes = []
+    for a, b, c, d in corners:
+        bx0, bx1 = sorted((sx0 + a * (sx1 - sx0), sx0 + c * (sx1 - sx0)))
+        by0, by1 = sorted((sy0 + b * (sy1 - sy0), sy0 + d * (sy1 - sy0)))
+        boxes.append((bx0, by0, bx1, by1))
+    return transform, np.array(boxes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(reduced_transforms_and_boxes())
+def test_reduced_grid_round_trip_returns_every_box_within_one_stored_pixel(
+    case: tuple[ViewTransform, np.ndarray],
+) -> None:
+    transform, boxes = case
+    model = transform.to_model(boxes)
+    new_h, new_w = transform.resized
+    assert np.all(model[:, 0] <= model[:, 2] + 1e-9) and np.all(model[:, 1] <= model[:, 3] + 1e-9)
+    assert model.min() >= -1e-6 and np.all(model[:, [0, 2]] <= new_w + 1e-6)
+    assert np.all(model[:, [1, 3]] <= new_h + 1e-6)
+    back = transform.to_stored(model)
+    assert np.abs(back - boxes).max() <= 1.0
+    # Model pixels per stored pixel: the decoded crop's fit divided by 2^r.
+    x0, _, x1, _ = transform.crop
+    assert transform.scale[0] == pytest.approx(new_w / ((x1 - x0) * transform.grid_step))
+
+
+def test_reduced_grid_places_decoded_sample_centres_on_stored_multiples_of_the_step() -> None:
+    codestream = Codestream(columns=3327, rows=4095, x_offset=5, y_offset=0, components=1, precision=12,
+                            signed=False, subsampled=False, levels=5, high_throughput=False)
+    grid = codestream.grid(3)
+    # Reference positions 8, 16, ... inside [5, 3332): the first sample is at reference 8 = stored 3.
+    assert grid.shape == (512, 416) and grid.origin == (3, 0)
+    transform = on_grid(ViewTransform((512, 416), (0, 0, 416, 512), (256, 208), False), (4095, 3327), grid.step,
+                        grid.offset)
+    # Decoded pixel 1's centre (x = 1.5) is stored pixel 3 + 8's centre (x = 11.5).
+    centre = transform.to_stored([[1.5 * 0.5, 0.75, 1.5 * 0.5, 0.75]], clip=False)[0]
+    assert centre[0] == pytest.approx(11.5) and centre[1] == pytest.approx(8 * 1.5 - 3.5)
+
+
+def test_coarsest_reduction_keeps_the_crop_at_least_the_model_size() -> None:
+    assert coarsest_reduction(3328, 4096, (256, 208)) == 4
+    assert coarsest_reduction(2712, 3792, (256, 208)) == 3
+    assert coarsest_reduction(200, 250, (256, 208)) == 0
+    for columns, rows in ((2712, 3792), (1000, 3000), (3328, 900), (517, 4001)):
+        reduction = coarsest_reduction(columns, rows, (256, 208))
+        fit = min(208 / columns, 256 / rows)
+        assert columns / 2**reduction * fit <= columns / 2**reduction  # never enlarges
+        assert round(columns * fit) <= columns / 2**reduction + 1e-9 and round(rows * fit) <= rows / 2**reduction
+        assert not (round(columns * fit) <= columns / 2 ** (reduction + 1)
+                    and round(rows * fit) <= rows / 2 ** (reduction + 1))
 
 
 @settings(max_examples=300, deadline=None)
