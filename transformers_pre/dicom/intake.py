@@ -7,6 +7,8 @@ attributes (Modality, Photometric Interpretation, sizes, UIDs of classes and syn
 |---|---|
 | file larger than `max_file_bytes`, Rows/Columns over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
 | a preamble holding an executable header (PE `MZ`, ELF, Mach-O, a `#!` script: a DICOM/executable polyglot), not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
+| Window Center/Width that are not numbers (when they are the VOI applied) | 400 |
+| a Window Width the VOI LUT Function does not allow (0, negative) | 422 |
 | Modality not MG, a "for processing" image, a Breast Tomosynthesis image or any multi-frame image (more frames than `max_frames`), Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
 
 Caps are checked on header values, so a header claiming 65535 x 65535 pixels is refused before any allocation.
@@ -22,6 +24,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
+from pydicom.multival import MultiValue
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -148,6 +151,33 @@ def read_header(blob: bytes, index: int, caps: DicomSettings) -> ImageHeader:
                          image_index=index) from None
 
 
+def _first_value(value: object) -> object:
+    return value[0] if isinstance(value, (list, tuple, MultiValue)) and len(value) else value
+
+
+def _check_window(ds: Dataset, index: int) -> None:
+    """The window the pipeline will apply (the first one, when there is no usable VOI LUT Sequence) must be
+    numbers with a width the VOI LUT Function allows (PS3.3 C.11.2.1.2: at least 1, above 0 for LINEAR_EXACT)."""
+    sequence = ds.get("VOILUTSequence")
+    if sequence and sequence[0].get("LUTDescriptor") is not None and sequence[0].get("LUTData") is not None:
+        return
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None:
+        return  # no window: the fallback window over the stored range applies
+    try:
+        float(_first_value(center))
+        width_value = float(_first_value(width))
+    except (TypeError, ValueError):
+        raise BadRequest(f"Window Center/Width ({_short(_first_value(center))}, {_short(_first_value(width))}) "
+                         "are not numbers", image_index=index) from None
+    function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR"
+    smallest_ok = 0.0 if function == "LINEAR_EXACT" else 1.0
+    if width_value < smallest_ok or (function == "LINEAR_EXACT" and width_value == 0):
+        raise Unprocessable(f"Window Width {width_value:g} is not valid for VOI LUT Function {function} "
+                            f"(must be {'above 0' if function == 'LINEAR_EXACT' else 'at least 1'})",
+                            image_index=index)
+
+
 def _validate(
     ds: Dataset, meta: Dataset | None, forced: bool, index: int, caps: DicomSettings, size: int
 ) -> ImageHeader:
@@ -190,6 +220,7 @@ def _validate(
     if frames > caps.max_frames:
         raise Unprocessable(f"the image is multi-frame ({frames} frames, e.g. tomosynthesis); send single-frame "
                             "2D views", image_index=index)
+    _check_window(ds, index)
     transfer_syntax = check_transfer_syntax(_transfer_syntax(meta, ds, index), index)
     if not transfer_syntax.is_compressed and not transfer_syntax.is_deflated:
         # Native pixels: the file must at least hold one frame, checked before anything is allocated.
