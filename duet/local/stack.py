@@ -1,7 +1,14 @@
-"""Start, watch and stop the local stack: predictor (Triton or the ONNX Runtime fallback) + transformers.
+"""Start, supervise and stop the local stack: predictor (Triton or the ONNX Runtime fallback) + transformers.
 
 The same code path serves `duet up` and the integration-test fixtures. Everything it writes goes under the run
 folder (logs, the local model repository); nothing goes to the home directory.
+
+Supervision, as a pod's containers are on Kubernetes: a child that dies is restarted with exponential backoff
+(`restart_backoff_s` doubling to `max_restart_backoff_s`, back to the start after `stable_after_s` up) and each
+event is logged. Children restart independently: a crashed predictor never restarts the transformer, which
+answers 503 + Retry-After meanwhile. Each child leads its own process group (session), and the supervisor kills
+the whole group when the leader dies or is stopped, so no helper process (a Triton Python-backend stub, a decode
+worker) outlives it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -59,18 +68,83 @@ class StackConfig:
     tensorrt: bool = False  # ONNX Runtime fallback only: TensorRT provider where onnxruntime-gpu has it
     ready_timeout_s: float = 180.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # One limit for a request: the transformer's REST body (413 beyond) and its gRPC receive/send messages.
+    max_request_bytes: int = 320 * 1024 * 1024
+    supervise: bool = True
+    restart_backoff_s: float = 0.5
+    max_restart_backoff_s: float = 30.0
+    stable_after_s: float = 60.0
+    stop_grace_s: float = 25.0
+
+
+@dataclass(frozen=True)
+class SupervisorEvent:
+    """One thing the supervisor saw or did (also logged): `kind` is exited, restarting, ready or failed."""
+
+    time: float
+    process: str
+    kind: str
+    message: str
+
+
+@dataclass
+class _Child:
+    """What the supervisor knows of one child: how to start it, when it may restart, whether it is held."""
+
+    command: list[str]
+    env: dict[str, str]
+    ready_urls: list[str]
+    backoff_s: float
+    started_at: float = 0.0
+    restart_at: float | None = None  # set while waiting out the backoff before the next start
+    awaiting_ready: bool = False
+    held: bool = False  # stopped on purpose (stop_predictor): not restarted until started again
+    restarts: int = 0
+
+
+def kill_process_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to every process of the group `pgid` (a child started in its own session), if any is left."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes whose process group is `pgid` (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the command name (which may hold spaces) start at the last ')'.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 class LocalStack:
     """The running processes of one local stack. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, config: StackConfig, say=print) -> None:
+    def __init__(self, config: StackConfig, say: Callable[[str], None] = print,
+                 log: Callable[[str, str], None] | None = None) -> None:
+        """`say` prints progress for a person (rich markup allowed); `log(level, message)` records supervisor
+        events (default: `say`)."""
         self.config = config
         self.say = say
+        self.log = log or (lambda level, message: say(message))
         self.predictor_kind: str = ""
         self.models: list[str] = []
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        self.events: list[SupervisorEvent] = []
+        self._children: dict[str, _Child] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self._predictor_command: list[str] = []
         self._predictor_env: dict[str, str] = {}
 
@@ -123,6 +197,7 @@ class LocalStack:
                 self.say(f"[yellow]{name}: no built model in {config.model_repository} (run `duet models build`); not served[/]")
         if not self.models:
             raise StackError("no model is built: run `duet models build` (or `make models`) first")
+        self._stopping.clear()
         try:
             self._prepare_predictor(served)
             self.start_predictor()
@@ -131,6 +206,9 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+        if config.supervise:
+            self._supervisor = threading.Thread(target=self._supervise, name="duet-supervisor", daemon=True)
+            self._supervisor.start()
 
     def _prepare_predictor(self, served: list[repository.ServedModel]) -> None:
         config = self.config
@@ -155,19 +233,27 @@ class LocalStack:
         ]))
         self._predictor_command = [
             sys.executable, "-m", "duet.local.ort_predictor", f"--models-file={models_file}",
-            f"--http_port={config.triton.http}", f"--grpc_port={config.triton.grpc}",
+            f"--http_port={config.triton.http}", f"--grpc_port={config.triton.grpc}", f"--bind_address={config.host}",
+            f"--grpc_max_receive_message_length={config.max_request_bytes}",
+            f"--grpc_max_send_message_length={config.max_request_bytes}",
             *(["--tensorrt"] if config.tensorrt else []),
         ]
         self._predictor_env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.predictor_kind = "onnxruntime"
 
     def start_predictor(self) -> None:
-        """(Re)start the predictor process; waits until it reports ready."""
-        self._spawn("predictor", self._predictor_command, self._predictor_env)
+        """(Re)start the predictor process; waits until it reports ready. It is supervised again from then."""
+        with self._lock:
+            self._spawn("predictor", self._predictor_command, self._predictor_env,
+                        [f"{self.triton_http}/v2/health/ready"])
         self._wait_http(f"{self.triton_http}/v2/health/ready", "predictor")
 
     def stop_predictor(self) -> None:
-        self._terminate("predictor")
+        """Stop the predictor on purpose: the supervisor leaves it down until `start_predictor`."""
+        with self._lock:
+            if "predictor" in self._children:
+                self._children["predictor"].held = True
+            self._terminate("predictor")
 
     def _start_transformer(self) -> None:
         config = self.config
@@ -176,16 +262,22 @@ class LocalStack:
             *[f"--model={name}" for name in self.models],
             f"--predictor_host={self.triton_grpc}", "--predictor_protocol=grpc-v2",
             f"--http_port={config.http_port}", f"--grpc_port={config.grpc_port}", f"--workers={config.workers}",
+            f"--bind_address={config.host}",
+            f"--grpc_max_receive_message_length={config.max_request_bytes}",
+            f"--grpc_max_send_message_length={config.max_request_bytes}",
         ]
         env = {
             **os.environ, "PYTHONPATH": str(ROOT), "DUET_MODEL_REPOSITORY": str(config.model_repository),
             # One metrics folder per stack, so several REST workers report one sum.
             "PROMETHEUS_MULTIPROC_DIR": str(config.run_dir / "prometheus-multiproc"),
+            "DUET_MAX_REQUEST_BYTES": str(config.max_request_bytes),
             **config.extra_env,
         }
-        self._spawn("transformer", command, env)
+        ready = [f"{self.transformer_http}/v2/models/{model}/ready" for model in self.models]
+        with self._lock:
+            self._spawn("transformer", command, env, ready)
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str], ready_urls: list[str]) -> None:
         log = self.config.run_dir / f"{name}.log"
         self.logs[name] = log
         handle = log.open("ab")
@@ -193,13 +285,20 @@ class LocalStack:
             command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
         handle.close()
+        child = self._children.get(name)
+        if child is None:
+            child = self._children[name] = _Child(command, env, ready_urls, self.config.restart_backoff_s)
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        child.held = False
 
     def _wait_http(self, url: str, name: str) -> None:
         deadline = time.monotonic() + self.config.ready_timeout_s
         while time.monotonic() < deadline:
-            process = self.processes[name]
-            if process.poll() is not None:
-                raise StackError(f"{name} exited with code {process.returncode}; see {self.logs[name]}")
+            process = self.processes.get(name)
+            if process is None or process.poll() is not None:
+                code = process.returncode if process is not None else "?"
+                raise StackError(f"{name} exited with code {code}; see {self.logs[name]}")
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     return
@@ -212,26 +311,90 @@ class LocalStack:
         for model in self.models:
             self._wait_http(f"{self.transformer_http}/v2/models/{model}/ready", "transformer")
 
-    def _terminate(self, name: str, grace_s: float = 25.0) -> None:
+    def _terminate(self, name: str, grace_s: float | None = None) -> None:
+        """Stop one child and everything in its process group.
+
+        SIGTERM goes to the leader only: KServe and Triton then finish in-flight requests, which still need
+        their helpers (decode workers, Python-backend stubs); whatever of the group is left after the leader
+        exits (or after the grace period) is killed.
+        """
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        # SIGTERM lets KServe and Triton finish in-flight requests before exiting.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.config.stop_grace_s if grace_s is None else grace_s)
+            except subprocess.TimeoutExpired:
+                kill_process_group(process.pid)
+                process.wait()
+        kill_process_group(process.pid)
 
     def stop(self) -> None:
-        """Stop the transformer first (its in-flight requests still reach the predictor), then the predictor."""
-        for name in ("transformer", "predictor"):
-            self._terminate(name)
+        """Stop supervising, then stop the transformer first (its in-flight requests still reach the
+        predictor), then the predictor."""
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join()
+        self._supervisor = None
+        with self._lock:
+            for name in ("transformer", "predictor"):
+                self._terminate(name)
 
     def exited(self) -> str | None:
-        """The name of a process that died on its own, if any."""
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                return name
-        return None
+        """The name of a process that is down and not (yet) restarted, if any."""
+        with self._lock:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    return name
+            return None
+
+    # --- supervision -------------------------------------------------------------------------------
+    def _event(self, name: str, kind: str, message: str, level: str = "warning") -> None:
+        self.events.append(SupervisorEvent(time.time(), name, kind, message))
+        self.log(level, f"{name} {message}")
+
+    def _supervise(self, interval_s: float = 0.2) -> None:
+        while not self._stopping.wait(interval_s):
+            for name in ("predictor", "transformer"):
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._check(name)
+
+    def _check(self, name: str) -> None:
+        """One supervision step for one child: notice an exit, restart after the backoff, report readiness."""
+        child = self._children.get(name)
+        if child is None or child.held:
+            return
+        now = time.monotonic()
+        process = self.processes.get(name)
+        if process is not None and process.poll() is not None:
+            # The leader died: nothing of its tree may survive it (a Triton stub would hold memory and ports).
+            kill_process_group(process.pid)
+            del self.processes[name]
+            up_s = now - child.started_at
+            if up_s >= self.config.stable_after_s:
+                child.backoff_s = self.config.restart_backoff_s
+            child.restart_at = now + child.backoff_s
+            child.awaiting_ready = False
+            self._event(name, "exited", f"exited with code {process.returncode} after {up_s:.1f}s up; restarting "
+                        f"in {child.backoff_s:.1f}s (see {self.logs[name]})", "error")
+            child.backoff_s = min(child.backoff_s * 2, self.config.max_restart_backoff_s)
+            return
+        if process is None and child.restart_at is not None and now >= child.restart_at:
+            child.restarts += 1
+            self._spawn(name, child.command, child.env, child.ready_urls)
+            child.awaiting_ready = True
+            self._event(name, "restarting", f"restarted (restart {child.restarts}, pid {self.processes[name].pid})")
+            return
+        if child.awaiting_ready and process is not None and self._all_ready(child.ready_urls):
+            child.awaiting_ready = False
+            self._event(name, "ready", f"ready again after restart {child.restarts}", "info")
+
+    @staticmethod
+    def _all_ready(urls: list[str]) -> bool:
+        try:
+            return all(httpx.get(url, timeout=1).status_code == 200 for url in urls)
+        except httpx.HTTPError:
+            return False
