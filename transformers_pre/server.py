@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+import httpx
 import orjson
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -52,6 +54,43 @@ class BinarySafeDataPlane(DataPlane):
     fails on (and echoes) arbitrary binary data such as a DICOM file. Here the raw bytes are kept, and the
     codecs decide per input whether they are text or blobs.
     """
+
+    async def ready(self) -> bool:
+        """Server readiness; with the predictor health check, False (503) while the predictor is not ready or
+        unreachable, where KServe's check fails with a 500: its gRPC check raises when the predictor is down,
+        and its REST check parses the answer as JSON, while Triton answers with a bare status code (as the v2
+        protocol allows), so the status code is read here instead."""
+        config = self.predictor_config
+        if not (config and config.predictor_health_check):
+            return await super().ready()
+        try:
+            if config.predictor_protocol != "v2":
+                return await super().ready()
+            async with httpx.AsyncClient(timeout=config.predictor_request_timeout_seconds) as client:
+                response = await client.get(f"{config.predictor_base_url}/v2/health/ready")
+            return response.status_code == 200
+        except (grpc.RpcError, httpx.HTTPError) as error:
+            logger.debug("predictor readiness: %s", error)
+            return False
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        """Model readiness with KServe's --enable_predictor_health_check asking the predictor about the model it
+        serves (`DuetModel.predictor_model`, e.g. mammo_detector), not the public name in the URL (mammography),
+        which Triton does not know: KServe's own check would answer 'not ready' forever."""
+        model = self._model_registry.get_model(model_name)
+        predictor_model = getattr(model, "predictor_model", None)
+        config = self.predictor_config
+        if predictor_model is None or disable_predictor_health_check or not (config and config.predictor_health_check):
+            return await super().model_ready(model_name, disable_predictor_health_check)
+        if not await self._model_registry.is_model_ready(model_name):
+            return False
+        try:
+            if config.predictor_protocol == "grpc-v2":
+                return await self.grpc_client.is_model_ready(model_name=predictor_model)
+            return await self.rest_client.is_model_ready(base_url=config.predictor_base_url, model_name=predictor_model)
+        except (grpc.RpcError, httpx.HTTPError) as error:
+            logger.debug("predictor readiness of %s: %s", predictor_model, error)
+            return False
 
     def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> InferRequest:
         if not isinstance(body, bytes):
