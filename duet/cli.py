@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 import threading
 import time
 from enum import Enum
@@ -77,50 +79,162 @@ def up(
     run_dir: Path = typer.Option(RUN_DIR, envvar="DUET_RUN_DIR", help="Logs and the generated local repository."),
     predictor: Predictor = typer.Option(Predictor.auto, envvar="DUET_PREDICTOR",
                                         help="Triton (bundled binary), the ONNX Runtime fallback, or auto."),
+    model: list[str] = typer.Option(["mammography", "sentiment"], "--model", envvar="DUET_MODELS",
+                                    help="Public model to serve; repeat to serve several (default: both)."),
     int8: bool = typer.Option(False, envvar="DUET_INT8", help="Serve INT8 variants where built (CPU speed)."),
     workers: int = typer.Option(1, envvar="DUET_WORKERS", help="Transformer REST worker processes."),
     tensorrt: bool = typer.Option(False, envvar="DUET_TENSORRT",
                                   help="ONNX Runtime predictor: use TensorRT where onnxruntime-gpu offers it."),
+    max_request_bytes: int = typer.Option(
+        320 * 1024 * 1024, envvar="DUET_MAX_REQUEST_BYTES",
+        help="Largest request: the REST body (413 beyond) and the gRPC receive/send message limits."),
     prometheus: bool = typer.Option(False, help="Also run Prometheus on 127.0.0.1:9090 with duet's rules."),
     prometheus_port: int = typer.Option(9090, envvar="DUET_PROMETHEUS_PORT"),
 ) -> None:
-    """Run the local stack on 127.0.0.1 until Ctrl-C: Triton + the mammography and sentiment transformers."""
+    """Run the local stack on 127.0.0.1 until Ctrl-C or SIGTERM: Triton + the mammography and sentiment
+    transformers, each restarted with backoff if it dies. On a terminal, warnings and errors are shown in colour;
+    otherwise every child's log line is passed through as one JSON object per line."""
     from .local.stack import LocalStack, StackConfig, StackError
     from .local.triton import TritonPorts
 
+    output = UpOutput(console)
+    unknown = sorted(set(model) - {"mammography", "sentiment"})
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s) {unknown}: mammography or sentiment")
     config = StackConfig(
         model_repository=model_repository.resolve(), run_dir=run_dir.resolve(), http_port=http_port,
         grpc_port=grpc_port, triton=TritonPorts(triton_http_port, triton_grpc_port, triton_metrics_port),
-        predictor=predictor.value, int8=int8, workers=workers, tensorrt=tensorrt,
+        predictor=predictor.value, models=tuple(dict.fromkeys(model)), int8=int8, workers=workers,
+        tensorrt=tensorrt, max_request_bytes=max_request_bytes,
     )
-    stack = LocalStack(config, say=console.print)
+    stack = LocalStack(config, say=lambda message: output.event("warning", message), log=output.event)
+    # The dict fills in as the children start; their files append across runs, so only this run's lines count.
+    earlier = {name: config.run_dir / f"{name}.log" for name in ("predictor", "transformer")}
+    follower = LogFollower(stack.logs, output, {name: p.stat().st_size for name, p in earlier.items() if p.exists()})
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    with console.status("starting the predictor and the transformers..."):
-        try:
-            stack.start()
-        except StackError as error:
-            console.print(f"[red]{error}[/]")
-            raise typer.Exit(1) from None
-    prom = None
-    if prometheus:
-        from .local.prometheus import PrometheusServer
-
-        prom = PrometheusServer(stack, port=prometheus_port)
-        prom.start()
-    _print_endpoints(stack, prom)
     try:
-        _follow_logs(stack, stopping)
+        with output.status("starting the predictor and the transformers..."):
+            stack.start()
+    except StackError as error:
+        follower.poll()
+        output.event("error", str(error))
+        raise typer.Exit(1) from None
+    prom = None
+    try:
+        if prometheus:
+            from .local.prometheus import PrometheusServer
+
+            prom = PrometheusServer(stack, port=prometheus_port)
+            prom.start()
+        _print_endpoints(stack, prom, output)
+        while not stopping.wait(0.25):
+            follower.poll()
+        follower.poll()
     finally:
-        console.print("stopping: letting in-flight requests finish...")
+        # The transformer drains first (it stops accepting, so readiness fails, then finishes in-flight requests
+        # that still need the predictor), then the predictor.
+        output.event("info", "stopping: letting in-flight requests finish...")
         if prom:
             prom.stop()
         stack.stop()
-        console.print("stopped.")
+        follower.poll()
+        output.event("info", "stopped.")
 
 
-def _print_endpoints(stack, prom) -> None:
+class UpOutput:
+    """What `duet up` writes: rich text on a terminal, one JSON object per line anywhere else (a file, a pipe,
+    systemd, a container log), so that a log collector can read every line."""
+
+    def __init__(self, rich_console: Console) -> None:
+        self.console = rich_console
+        self.interactive = rich_console.is_terminal
+
+    def status(self, message: str):
+        from contextlib import nullcontext
+
+        return self.console.status(message) if self.interactive else nullcontext()
+
+    def event(self, level: str, message: str, **fields: object) -> None:
+        """duet up's own message (rich markup allowed; plain text off a terminal)."""
+        if self.interactive:
+            colour = {"error": "red", "warning": "yellow"}.get(level)
+            self.console.print(f"[{colour}]{message}[/]" if colour else message, soft_wrap=True)
+            return
+        from rich.text import Text
+
+        entry = {"time": _utc_now(), "level": level, "logger": "duet.up", "message": Text.from_markup(message).plain,
+                 **fields}
+        self.write_line(json.dumps(entry, ensure_ascii=False).encode())
+
+    def child_line(self, name: str, line: bytes) -> None:
+        """One log line of a child: untouched when it is a JSON object, wrapped in one otherwise (Triton's own
+        format, a traceback); on a terminal only warnings and errors, prefixed with the child's name."""
+        if self.interactive:
+            text = line.decode("utf-8", "replace")
+            lowered = text.lower()
+            if any(word in lowered for word in ('"warning"', '"error"', " error", "warning:", "traceback")) \
+                    or text[:1] in ("E", "W") and text[1:5].isdigit():
+                from rich.text import Text
+
+                self.console.print(Text.assemble((name, "dim"), " ", text), soft_wrap=True, highlight=False)
+            return
+        if line.startswith(b"{"):
+            try:
+                if isinstance(json.loads(line), dict):
+                    self.write_line(line)
+                    return
+            except ValueError:
+                pass
+        text = line.decode("utf-8", "replace")
+        level = {"E": "error", "W": "warning"}.get(text[:1], "info") if text[1:5].isdigit() else "info"
+        entry = {"time": _utc_now(), "level": level, "logger": name, "message": text}
+        self.write_line(json.dumps(entry, ensure_ascii=False).encode())
+
+    @staticmethod
+    def write_line(line: bytes) -> None:
+        sys.stdout.buffer.write(line + b"\n")
+        sys.stdout.buffer.flush()
+
+
+def _utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class LogFollower:
+    """Follows the children's log files (which survive restarts: each child appends to its own) line by line."""
+
+    def __init__(self, logs: dict[str, Path], output: UpOutput, offsets: dict[str, int] | None = None) -> None:
+        self.logs = logs
+        self.output = output
+        self.offsets: dict[str, int] = dict(offsets or {})
+        self.partial: dict[str, bytes] = {}
+
+    def poll(self) -> None:
+        for name, path in list(self.logs.items()):
+            if not path.exists():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(self.offsets.setdefault(name, 0))
+                chunk = handle.read()
+            self.offsets[name] += len(chunk)
+            # Only whole lines: a line being written stays until its newline arrives.
+            *lines, rest = (self.partial.get(name, b"") + chunk).split(b"\n")
+            self.partial[name] = rest
+            for line in lines:
+                if line.strip():
+                    self.output.child_line(name, line.rstrip(b"\r"))
+
+
+def _print_endpoints(stack, prom, output: UpOutput) -> None:
+    if not output.interactive:
+        output.event("info", "duet is up", predictor=stack.predictor_kind, models=stack.models,
+                     transformer_http=stack.transformer_http, transformer_grpc=stack.transformer_grpc,
+                     triton_http=stack.triton_http, triton_grpc=stack.triton_grpc, run_dir=str(stack.config.run_dir),
+                     **({"prometheus": prom.url} if prom else {}))
+        return
     console.print(f"[green]duet is up[/] (predictor: {stack.predictor_kind}, models: {', '.join(stack.models)})")
     console.print(f"  transformers  REST {stack.transformer_http}   gRPC {stack.transformer_grpc}")
     console.print(f"  triton        REST {stack.triton_http}   gRPC {stack.triton_grpc}   metrics {stack.triton_metrics}")
@@ -134,25 +248,6 @@ def _print_endpoints(stack, prom) -> None:
     if "mammography" in stack.models:
         console.print("  duet dicom synth --out /tmp/study && duet infer mammography /tmp/study/*.dcm")
     console.print("\nCtrl-C stops everything.")
-
-
-def _follow_logs(stack, stopping: threading.Event) -> None:
-    """Print new warning and error lines of every process until a signal arrives or a process dies."""
-    offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in stack.logs.items()}
-    while not stopping.wait(0.5):
-        for name, path in stack.logs.items():
-            with path.open("rb") as handle:
-                handle.seek(offsets[name])
-                chunk = handle.read()
-                offsets[name] += len(chunk)
-            for line in chunk.decode("utf-8", "replace").splitlines():
-                lowered = line.lower()
-                if any(word in lowered for word in ('"warning"', '"error"', " error", "warning:", "e1")):
-                    console.print(f"[dim]{name}[/] {line}", markup=False, highlight=False)
-        died = stack.exited()
-        if died:
-            console.print(f"[red]{died} exited; see {stack.logs[died]}[/]")
-            raise typer.Exit(1)
 
 
 @app.command()

@@ -169,11 +169,13 @@ async def duet_error_handler(_: Request, error: Exception) -> JSONResponse:
 def describe_validation_error(error: RequestValidationError, limit: int = 3) -> str:
     """FastAPI's validation errors as one v2 error message: where and what, never the offending values
     (they may hold patient data)."""
+    # KServe's infer route takes InferenceRequest or raw bytes: the bytes branch's complaint says nothing useful.
+    errors = [item for item in error.errors() if tuple(item.get("loc", ()))[-1:] != ("bytes",)] or error.errors()
     problems = []
-    for item in error.errors()[:limit]:
-        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
-        problems.append(f"{where}: {item.get('msg', 'invalid')}")
-    more = len(error.errors()) - limit
+    for item in errors[:limit]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body", "InferenceRequest"))
+        problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+    more = len(errors) - limit
     suffix = f" (and {more} more)" if more > 0 else ""
     return "the body is not a v2 inference request: " + "; ".join(problems) + suffix
 

@@ -1,0 +1,166 @@
+"""`duet up` as a user runs it, with its output going to a file (as under systemd or in a container).
+
+Every line it writes is one JSON object, children's lines byte for byte; SIGTERM fails readiness first, lets the
+requests in flight finish, then exits with no process of its children left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from duet.local.stack import free_ports
+from duet.paths import ROOT
+
+from .conftest import model_repository
+
+pytestmark = pytest.mark.integration
+
+BODY = json.dumps({"inputs": [{"name": "text", "shape": [8], "datatype": "BYTES",
+                               "data": [f"Headline {i}: markets move as traders weigh the outlook" for i in range(8)]}]})
+CONCURRENT = 4
+UPLOAD_SECONDS = 3.0  # each client sends its body over this long: requests surely in flight at SIGTERM
+
+
+def _slow_body(started: threading.Event) -> Iterator[bytes]:
+    """The body in pieces, slowly (chunked transfer encoding), like a client on a slow link."""
+    data = BODY.encode()
+    pieces = 20
+    size = -(-len(data) // pieces)
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+        started.set()
+        time.sleep(UPLOAD_SECONDS / pieces)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc: parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    run_dir = tmp_path_factory.mktemp("duet-up")
+    http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
+    stdout = (run_dir / "stdout").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "duet.cli", "up", "--model=sentiment", "--predictor=triton",
+         f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
+         f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={run_dir}",
+         f"--model-repository={model_repository()}"],
+        stdout=stdout, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/v2/models/sentiment/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    try:
+        assert process.poll() is None, (run_dir / "stdout").read_text()[-3000:]
+        yield {"process": process, "url": url, "run_dir": run_dir, "stdout": run_dir / "stdout"}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+        stdout.close()
+
+
+def test_sigterm_fails_readiness_drains_in_flight_requests_then_exits_clean(duet_up: dict) -> None:
+    process, url = duet_up["process"], duet_up["url"]
+    # A request that fails, so the transformer writes a warning line of its own.
+    assert httpx.post(f"{url}/v2/models/sentiment/infer", json={"not": "v2"}, timeout=30).status_code == 400
+    children = _descendants(process.pid)
+    assert len(children) >= 3, "expected Triton, its Python-backend stub and the transformer"
+
+    answers: list[int | str] = []
+    started = [threading.Event() for _ in range(CONCURRENT)]
+
+    def send(started: threading.Event) -> None:
+        try:
+            reply = httpx.post(f"{url}/v2/models/sentiment/infer", content=_slow_body(started),
+                               headers={"content-type": "application/json"}, timeout=120)
+            answers.append(reply.status_code)
+        except httpx.HTTPError as error:
+            answers.append(repr(error))
+
+    clients = [threading.Thread(target=send, args=(event,)) for event in started]
+    for client in clients:
+        client.start()
+    assert all(event.wait(30) for event in started), "the requests did not start"
+
+    process.send_signal(signal.SIGTERM)
+    readiness_failed_while_busy = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ready = httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        if not ready:
+            readiness_failed_while_busy = len(answers) < CONCURRENT
+            break
+        time.sleep(0.02)
+    for client in clients:
+        client.join()
+    assert process.wait(timeout=120) == 0
+    assert readiness_failed_while_busy, "readiness should fail before the in-flight requests finish"
+    assert answers == [200] * CONCURRENT, answers
+    survivors = [pid for pid in children if _alive(pid)]
+    assert survivors == [], f"processes of duet up outlived it: {survivors}"
+
+
+def test_output_off_a_terminal_is_one_json_object_per_line_with_children_lines_untouched(duet_up: dict) -> None:
+    # Runs after the SIGTERM test (module order): duet up has exited and flushed everything.
+    process = duet_up["process"]
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    lines = duet_up["stdout"].read_bytes().splitlines()
+    assert lines, "duet up wrote nothing"
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line[:300]
+    assert not any(b"[dim]" in line or b"[/]" in line for line in lines)
+    transformer_lines = set((duet_up["run_dir"] / "transformer.log").read_bytes().splitlines())
+    passed = [line for line in lines if line in transformer_lines]
+    assert any(b"request failed: 400" in line for line in passed), "the transformer's warning was not passed through"
+    # The longest child line is passed whole, not re-wrapped at 80 columns.
+    assert max(len(line) for line in passed) > 80
+    messages = [json.loads(line) for line in lines if json.loads(line).get("logger") == "duet.up"]
+    assert any(m["message"] == "duet is up" and m["models"] == ["sentiment"] for m in messages)
+    assert messages[-1]["message"] == "stopped."
+    wrapped = [json.loads(line) for line in lines if json.loads(line).get("logger") == "predictor"]
+    assert wrapped, "Triton's own lines should be wrapped in JSON objects"
