@@ -27,6 +27,8 @@ from transformers_pre.listeners import BoundModelServer
 logger = logging.getLogger("duet.ort_predictor")
 
 ONNX_TO_V2 = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(float16)": "FP16"}
+ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+                 "tensor(float16)": np.float16}
 
 
 def execution_providers(tensorrt: bool) -> list[str]:
@@ -75,10 +77,16 @@ class OnnxModel(Model):
         except (ValueError, TypeError) as error:
             raise InvalidInput(f"model {self.name}: unreadable input tensor: {error}") from None
         for tensor in self.inputs:
-            # A rank the model cannot take would only fail inside the batch, taking its neighbours with it.
-            if feeds[tensor.name].ndim != len(tensor.shape) or feeds[tensor.name].shape[0] < 1:
+            # A rank or type the model cannot take would only fail inside the batch, taking its neighbours with it.
+            array, expected = feeds[tensor.name], _tensor_metadata(tensor)
+            fixed_axes_differ = any(isinstance(want, int) and want > 0 and got != want
+                                    for want, got in zip(tensor.shape[1:], array.shape[1:]))
+            if array.ndim != len(tensor.shape) or array.shape[0] < 1 or fixed_axes_differ:
                 raise InvalidInput(f"model {self.name}: input {tensor.name!r} must have shape "
-                                   f"{_tensor_metadata(tensor)['shape']}, got {list(feeds[tensor.name].shape)}")
+                                   f"{expected['shape']}, got {list(array.shape)}")
+            if array.dtype != ONNX_TO_NUMPY[tensor.type]:
+                raise InvalidInput(f"model {self.name}: input {tensor.name!r} must have datatype "
+                                   f"{expected['datatype']}, got {from_np_dtype(array.dtype)}")
         if self._queue is None:
             self._queue = asyncio.Queue()
             asyncio.get_running_loop().create_task(self._batcher())
