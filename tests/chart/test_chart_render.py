@@ -17,11 +17,11 @@ from chart_support import (
     VARIANTS,
     UnknownField,
     objects_of,
-    pod_specs,
     rule_names,
     sdk_load,
     variant_files,
 )
+from kserve_rules import kserve_pods
 
 K8S_VERSION = kubernetes_validate.latest_version()
 KSERVE_KINDS = {"InferenceService": "V1beta1InferenceService", "ServingRuntime": "V1alpha1ServingRuntime"}
@@ -64,38 +64,11 @@ def test_core_kinds_validate_with_kubernetes_validate(renders, variant):
         assert checked >= 2
 
 
-POD_SPEC_EXCLUDED = {"minReplicas", "maxReplicas", "autoScaling", "scaleMetric", "scaleMetricType", "scaleTarget",
-                     "containerConcurrency", "timeout", "canaryTrafficPercent", "logger", "batcher", "labels",
-                     "annotations", "deploymentStrategy", "model", "containers", "workerSpec", "storageUris"}
-MODEL_ONLY_FIELDS = {"modelFormat", "runtime", "protocolVersion", "storageUri", "storage", "runtimeVersion"}
-
-
-def kserve_pods(objs: list[dict]) -> list[dict]:
-    """The Pods KServe will create for each component: the component's pod fields plus its containers (the
-    predictor's model merged onto the ServingRuntime container, as KServe does)."""
-    runtimes = {r["metadata"]["name"]: r for r in objects_of(objs, "ServingRuntime")}
-    pods = []
-    for name, component, spec, containers in pod_specs(objs):
-        pod_spec = {k: v for k, v in spec.items() if k not in POD_SPEC_EXCLUDED}
-        if component == "predictor":
-            model = spec["model"]
-            runtime = runtimes.get(model["runtime"])
-            base = copy.deepcopy(runtime["spec"]["containers"][0]) if runtime else {
-                "name": "kserve-container", "image": "kserve-tritonserver:external"}
-            merged = {**base, **{k: v for k, v in model.items() if k not in MODEL_ONLY_FIELDS}}
-            merged["args"] = base.get("args", []) + model.get("args", [])  # KServe appends the ISVC's args
-            pod_spec["containers"] = [merged]
-        else:
-            pod_spec["containers"] = spec["containers"]
-        pods.append({"apiVersion": "v1", "kind": "Pod",
-                     "metadata": {"name": f"{name}-{component}", "labels": spec.get("labels", {})},
-                     "spec": pod_spec})
-    return pods
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pods_kserve_will_run_validate_as_core_pods(renders, variant):
-    pods = kserve_pods(renders[variant])
+    # The pods KServe builds: the component's pod fields, the predictor's runtime container (the chart's or
+    # KServe's own) with the InferenceService's model fields merged in (kserve_rules.kserve_pods).
+    pods = [pod for _, _, pod in kserve_pods(renders[variant])]
     assert pods
     for pod in pods:
         kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
