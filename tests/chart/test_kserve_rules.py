@@ -5,9 +5,12 @@ these tests stand in for one by applying what KServe's controllers and Knative's
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import chart_support as helm_tools
 import pytest
+import yaml
 from chart_support import VARIANTS, objects_of, variant_files
 from kserve.constants.constants import MAX_GRPC_MESSAGE_LENGTH
 from kserve_rules import (
@@ -227,3 +230,45 @@ def test_kserve_rules_grpc_limits_admit_a_full_size_study(renders, variant):
         assert limit > FULL_STUDY_BYTES
         assert int(args["--grpc_max_receive_message_length"]) == limit
         assert int(args["--grpc_max_send_message_length"]) == limit
+
+
+# ---- Upgrades keep the mode name KServe recorded --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mode_probe_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway chart holding duet's helpers and one template that calls the mode helper with a given
+    recorded mode: `lookup` (which supplies it on a real upgrade) is empty without a cluster."""
+    chart = tmp_path_factory.mktemp("mode-probe")
+    (chart / "templates").mkdir()
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: duet\nversion: 0.1.0\n")
+    shutil.copy(helm_tools.CHART / "values.yaml", chart / "values.yaml")
+    shutil.copy(helm_tools.CHART / "templates" / "_helpers.tpl", chart / "templates" / "_helpers.tpl")
+    (chart / "templates" / "probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n"
+        '  mode: {{ include "duet.modeAnnotation" (dict "root" $ "isvc" "duet-sentiment" '
+        '"recorded" .Values.recorded) | quote }}\n')
+    return chart
+
+
+@pytest.mark.parametrize(("version", "mode", "recorded", "expected"), [
+    ("0.16", "Standard", "", "Standard"),
+    ("0.15", "Standard", "", "RawDeployment"),
+    # Created under KServe 0.15, KServe since upgraded to 0.16: keep what KServe recorded.
+    ("0.16", "Standard", "RawDeployment", "RawDeployment"),
+    ("0.16", "Knative", "Serverless", "Serverless"),
+    ("0.15", "Standard", "Standard", "Standard"),
+])
+def test_kserve_rules_upgrades_keep_the_recorded_mode_name(helm, mode_probe_chart, version, mode, recorded, expected):
+    out = helm_tools.run_helm(["template", "x", str(mode_probe_chart), "--set-string", f"recorded={recorded}",
+                               "--set-string", f"kserve.version={version}", "--set", f"kserve.deploymentMode={mode}"])
+    annotation = yaml.safe_load(out)["data"]["mode"]
+    assert annotation == expected
+    line = kserve_line(version)
+    if not recorded:
+        assert RECORDED_MODE[line][annotation] == annotation
+    assert LOGICAL_MODE[annotation] == mode
+
+
+def test_kserve_rules_upgrade_to_the_other_mode_fails_with_the_fix(helm, mode_probe_chart):
+    with pytest.raises(helm_tools.HelmError, match="runs in KServe mode Serverless, which cannot change in place"):
+        helm_tools.run_helm(["template", "x", str(mode_probe_chart), "--set-string", "recorded=Serverless"])

@@ -119,9 +119,14 @@ objects keep the legacy name); asking for the other mode fails here with the fix
 webhook. `lookup` is empty under `helm template` and dry runs: the name then follows kserve.version.
 */}}
 {{- define "duet.isvcDeploymentMode" -}}
-{{- $wanted := include "duet.deploymentModeName" .root -}}
 {{- $existing := lookup "serving.kserve.io/v1beta1" "InferenceService" .root.Release.Namespace .isvc | default dict -}}
-{{- $recorded := dig "status" "deploymentMode" "" $existing -}}
+{{- include "duet.modeAnnotation" (dict "root" .root "isvc" .isvc "recorded" (dig "status" "deploymentMode" "" $existing)) -}}
+{{- end -}}
+
+{{/* The annotation given the mode KServe recorded ("" for a new InferenceService). */}}
+{{- define "duet.modeAnnotation" -}}
+{{- $wanted := include "duet.deploymentModeName" .root -}}
+{{- $recorded := .recorded -}}
 {{- if $recorded -}}
 {{- if ne (include "duet.logicalMode" $recorded) .root.Values.kserve.deploymentMode -}}
 {{- fail (printf "InferenceService %s runs in KServe mode %s, which cannot change in place: set kserve.deploymentMode=%s, or uninstall and install again" .isvc $recorded (include "duet.logicalMode" $recorded)) -}}
