@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi, apply_voi_lut, apply_windowing
@@ -162,6 +161,5 @@ def canonical_range(stored: np.ndarray, bits_stored: int, signed: bool) -> tuple
 
 
 def stored_range(stored: np.ndarray) -> tuple[int, int]:
-    """(smallest, largest) stored value of an image, as Python ints (for the fallback window): one pass."""
-    low, high, _, _ = cv2.minMaxLoc(stored)
-    return int(low), int(high)
+    """(smallest, largest) stored value of an image, as Python ints (for the fallback window)."""
+    return int(stored.min()), int(stored.max())
