@@ -33,6 +33,8 @@ RECORDED_MODE = {
 # kserve/kserve pkg/apis/serving/v1beta1/inference_service_validation.go, validateDeploymentMode (v0.15.2 and
 # v0.16.0): an update whose annotation differs, as a plain string, from status.deploymentMode is refused with
 # "update rejected: deploymentMode cannot be changed". So the annotation must equal what KServe recorded.
+# Seen in the field: kserve/kserve#4701 (0.15 refusing "Standard" as its default mode), kserve/kserve#4798
+# (after 0.15.2 -> 0.16.0 the status reads "Knative" and objects still annotated "Serverless" are refused).
 LOGICAL_MODE = {"Standard": "Standard", "RawDeployment": "Standard", "Knative": "Knative", "Serverless": "Knative"}
 
 
