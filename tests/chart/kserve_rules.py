@@ -78,6 +78,7 @@ AUTOSCALER_CLASSES = {
     "hpa": "KServe creates a HorizontalPodAutoscaler from the component's autoScaling (CPU/memory)",
     "keda": "KServe creates a KEDA ScaledObject from the component's autoScaling external metrics",
     "external": "KServe creates no autoscaler and leaves the Deployment's replicas to another owner",
+    # "none" replaced "external" as the way to switch KServe's HPA off (kserve/website#473, 2025-05).
     "none": "KServe creates no autoscaler and sets the Deployment's replicas to minReplicas "
             "(deployment_reconciler.go: replicas = minReplicas only when the class is none)",
     "kpa": "Knative mode only: Knative's own autoscaler (the default there)",

@@ -162,7 +162,13 @@ def test_kserve_rules_a_created_runtime_is_not_shadowed_by_a_kserve_cluster_runt
 
 def test_kserve_rules_explicit_model_control_needs_the_charts_runtime(render):
     with pytest.raises(helm_tools.HelmError, match="modelControlMode=explicit needs triton.runtime.create"):
-        render(set_values={"triton.runtime.create": False})
+        render(set_values={"triton.runtime.create": False, "monitoring.podMonitor.enabled": False})
+
+
+def test_kserve_rules_triton_pod_monitor_needs_the_charts_runtime(render):
+    """KServe's runtime declares no metrics port for a PodMonitor to select."""
+    with pytest.raises(helm_tools.HelmError, match="declares no metrics port"):
+        render(set_values={"triton.runtime.create": False, "triton.modelControlMode": "none"})
 
 
 # ---- Autoscaler classes -----------------------------------------------------------------------------------------

@@ -189,6 +189,9 @@ Consistency checks that the schema cannot express (they depend on two values at 
 {{- fail "transformer.dev.hotReload uses an init container, which Knative allows only with kubernetes.podspec-init-containers; use kserve.deploymentMode=Standard for development" -}}
 {{- end -}}
 {{- end -}}
+{{- if and (not .Values.triton.runtime.create) .Values.monitoring.podMonitor.enabled -}}
+{{- fail "monitoring.podMonitor.enabled needs triton.runtime.create=true: KServe's kserve-tritonserver declares no metrics port, so the Triton PodMonitor would scrape nothing and DuetPredictorDown would fire; set monitoring.podMonitor.enabled=false or use the chart's runtime" -}}
+{{- end -}}
 {{- if and (not .Values.triton.runtime.create) (eq .Values.triton.modelControlMode "explicit") -}}
 {{- fail "triton.modelControlMode=explicit needs triton.runtime.create=true: KServe's kserve-tritonserver starts Triton without --model-control-mode=explicit, so --load-model would stop it; set triton.modelControlMode=none" -}}
 {{- end -}}
