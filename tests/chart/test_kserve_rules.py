@@ -150,6 +150,14 @@ def test_kserve_rules_transformer_speaks_the_protocol_of_the_port_the_predictor_
         assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == listeners[target]
 
 
+def test_kserve_rules_helm_applies_inference_services_before_the_serving_runtime(helm):
+    """Why the runtime's name matters: Helm orders kinds it does not know alphabetically, so every install
+    creates the InferenceServices first and KServe reconciles them before their ServingRuntime exists."""
+    out = helm_tools.run_helm(["install", "duet", str(helm_tools.CHART), "-n", "duet", "--dry-run=client"])
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(out.split("NOTES:", 1)[0].split("MANIFEST:", 1)[1]) if doc]
+    assert kinds.index("InferenceService") < kinds.index("ServingRuntime")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_kserve_rules_a_created_runtime_is_not_shadowed_by_a_kserve_cluster_runtime(renders, variant):
     runtimes = objects_of(renders[variant], "ServingRuntime")
