@@ -289,3 +289,23 @@ def test_a_full_size_four_view_uncompressed_study_fits_over_grpc(stack: LocalSta
     answer = json.loads(reply.stdout.strip().splitlines()[-1])
     assert "error" not in answer, answer
     assert len(answer["quality"]) == 4 and answer["bytes"] == total
+
+
+def test_no_patient_data_in_any_log_or_metric(stack: LocalStack, images) -> None:
+    """Synthetic patients through success and every kind of failure; then every log and /metrics is scanned."""
+    first, good, j2k = images["first"], images["good"], images["j2k"]
+    reply = httpx.post(f"{stack.transformer_http}/v2/models/mammography/infer", timeout=120, json={
+        "inputs": [{"name": "dicom", "shape": [2], "datatype": "BYTES",
+                    "data": [base64.b64encode(first.to_bytes()).decode(), base64.b64encode(good.to_bytes()).decode()]}],
+        "parameters": {"report": "sr"}})
+    assert reply.status_code == 200, reply.text  # the success path, with the SR that copies the patient module
+    for case in hostile_corpus(good, j2k):
+        _infer(stack, [first.to_bytes(), case.blob])
+    secrets = {secret for image in images.values() for secret in image.patient.secrets}
+    assert len(secrets) == 4  # one patient (one study): family and given name, ID, birth date
+    scanned = {name: path.read_text(errors="replace") for name, path in stack.logs.items()}
+    scanned["transformer /metrics"] = httpx.get(f"{stack.transformer_http}/metrics", timeout=10).text
+    scanned["triton /metrics"] = httpx.get(stack.triton_metrics, timeout=10).text
+    assert "request failed: 4" in scanned["transformer"]  # the failures were logged, so the scan means something
+    leaks = {(where, secret) for where, text in scanned.items() for secret in secrets if secret in text}
+    assert leaks == set()
