@@ -88,6 +88,9 @@ def up(
     max_request_bytes: int = typer.Option(
         320 * 1024 * 1024, envvar="DUET_MAX_REQUEST_BYTES",
         help="Largest request: the REST body (413 beyond) and the gRPC receive/send message limits."),
+    bearer_token: str | None = typer.Option(
+        None, envvar="DUET_BEARER_TOKEN", show_default=False,
+        help="Require 'Authorization: Bearer <token>' on every transformer request but health and /metrics."),
     prometheus: bool = typer.Option(False, help="Also run Prometheus on 127.0.0.1:9090 with duet's rules."),
     prometheus_port: int = typer.Option(9090, envvar="DUET_PROMETHEUS_PORT"),
 ) -> None:
@@ -106,6 +109,7 @@ def up(
         grpc_port=grpc_port, triton=TritonPorts(triton_http_port, triton_grpc_port, triton_metrics_port),
         predictor=predictor.value, models=tuple(dict.fromkeys(model)), int8=int8, workers=workers,
         tensorrt=tensorrt, max_request_bytes=max_request_bytes,
+        extra_env={"DUET_BEARER_TOKEN": bearer_token} if bearer_token else {},
     )
     stack = LocalStack(config, say=lambda message: output.event("warning", message), log=output.event)
     # The dict fills in as the children start; their files append across runs, so only this run's lines count.

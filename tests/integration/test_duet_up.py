@@ -6,6 +6,7 @@ requests in flight finish, then exits with no process of its children left.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,8 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
+import numpy as np
 import pytest
+from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from duet.local.stack import free_ports
 from duet.paths import ROOT
@@ -29,6 +33,8 @@ pytestmark = pytest.mark.integration
 BODY = json.dumps({"inputs": [{"name": "text", "shape": [8], "datatype": "BYTES",
                                "data": [f"Headline {i}: markets move as traders weigh the outlook" for i in range(8)]}]})
 CONCURRENT = 4
+TOKEN = "duet-test-token"  # duet up runs with --bearer-token: every inference request must carry it
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 UPLOAD_SECONDS = 3.0  # each client sends its body over this long: requests surely in flight at SIGTERM
 
 
@@ -78,7 +84,7 @@ def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         [sys.executable, "-m", "duet.cli", "up", "--model=sentiment", "--predictor=triton",
          f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
          f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={run_dir}",
-         f"--model-repository={model_repository()}"],
+         f"--model-repository={model_repository()}", f"--bearer-token={TOKEN}"],
         stdout=stdout, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     url = f"http://127.0.0.1:{http}"
@@ -91,7 +97,8 @@ def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             time.sleep(0.25)
     try:
         assert process.poll() is None, (run_dir / "stdout").read_text()[-3000:]
-        yield {"process": process, "url": url, "run_dir": run_dir, "stdout": run_dir / "stdout"}
+        yield {"process": process, "url": url, "grpc": f"127.0.0.1:{grpc}", "run_dir": run_dir,
+               "stdout": run_dir / "stdout"}
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -99,10 +106,34 @@ def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         stdout.close()
 
 
+def test_bearer_token_is_required_on_rest_and_grpc_when_set(duet_up: dict) -> None:
+    url = duet_up["url"]
+    body = json.loads(BODY)
+    without = httpx.post(f"{url}/v2/models/sentiment/infer", json=body, timeout=30)
+    assert without.status_code == 401 and "Bearer" in without.json()["error"]
+    assert httpx.post(f"{url}/v2/models/sentiment/infer", json=body, headers=AUTH, timeout=30).status_code == 200
+    assert httpx.get(f"{url}/metrics", timeout=30).status_code == 200  # scrapers and probes carry no token
+
+    async def grpc_call(metadata: tuple) -> grpc.StatusCode:
+        client = InferenceGRPCClient(duet_up["grpc"], timeout=60)
+        tensor = InferInput("text", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([b"Harbour reopens"], dtype=object), binary_data=True)
+        try:
+            await client.infer(InferRequest(model_name="sentiment", infer_inputs=[tensor]), headers=metadata)
+            return grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        finally:
+            await client.close()
+
+    assert asyncio.run(grpc_call(())) == grpc.StatusCode.UNAUTHENTICATED
+    assert asyncio.run(grpc_call((("authorization", f"Bearer {TOKEN}"),))) == grpc.StatusCode.OK
+
+
 def test_sigterm_fails_readiness_drains_in_flight_requests_then_exits_clean(duet_up: dict) -> None:
     process, url = duet_up["process"], duet_up["url"]
     # A request that fails, so the transformer writes a warning line of its own.
-    assert httpx.post(f"{url}/v2/models/sentiment/infer", json={"not": "v2"}, timeout=30).status_code == 400
+    assert httpx.post(f"{url}/v2/models/sentiment/infer", json={"not": "v2"}, headers=AUTH, timeout=30).status_code == 400
     children = _descendants(process.pid)
     assert len(children) >= 3, "expected Triton, its Python-backend stub and the transformer"
 
@@ -112,7 +143,7 @@ def test_sigterm_fails_readiness_drains_in_flight_requests_then_exits_clean(duet
     def send(started: threading.Event) -> None:
         try:
             reply = httpx.post(f"{url}/v2/models/sentiment/infer", content=_slow_body(started),
-                               headers={"content-type": "application/json"}, timeout=120)
+                               headers={"content-type": "application/json", **AUTH}, timeout=120)
             answers.append(reply.status_code)
         except httpx.HTTPError as error:
             answers.append(repr(error))
