@@ -17,7 +17,7 @@ Decoders evaluated (December 2026, on this project's pins: numpy < 2, Python 3.1
 
 | library | JPEG 2000 | HTJ2K | 16-bit / signed | reduced-resolution decode |
 |---|---|---|---|---|
-| Pillow 13 (bundles OpenJPEG 2.5.4) | yes | yes (OpenJPEG >= 2.5) | yes / yes, as `I;16` scaled to 16 bits and offset by 2^(p-1) when signed (undone here) | yes, up to the codestream's levels (`im.reduce = r` rounds the size instead of the ceiling rule, so `_set_reduction` passes r to the decoder with the right size); releases the GIL while decoding |
+| Pillow 13 (bundles OpenJPEG 2.5.4) | yes | yes (OpenJPEG >= 2.5) | yes / yes, as `I;16` scaled to 16 bits and offset by 2^(p-1) when signed (undone here) | yes, up to the codestream's levels (`im.reduce = r` rounds the size instead of the ceiling rule, so `_set_reduction` passes r to the decoder with the right size); holds the GIL (it reads the stream through Python callbacks) |
 | pylibjpeg-openjpeg 2.3 (OpenJPEG 2.5) | yes | yes | yes / yes | no (no reduce parameter); holds the GIL |
 | imagecodecs 2026.3 (OpenJPEG 2.5.4, OpenJPH 0.26) | yes | yes (OpenJPH) | yes / yes | HTJ2K only (`htj2k_decode(skipres=r)`); not usable here: requires numpy >= 2 |
 
