@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS := serve,local,cpu,build,dev,loadtest
 STAMP := $(VENV)/.installed
 
-.PHONY: up test models bench chart lint clean
+.PHONY: up test models bench loadtest chart lint clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing duet[$(EXTRAS)] (first run: a few minutes)"
@@ -29,6 +29,20 @@ test: models
 bench: models
 	$(BIN)/duet bench --markdown docs/benchmarks.md
 
+# A short headless locust run against a running stack (`make up` in another shell, or HOST=https://... for a
+# cluster); CSV and HTML reports under .duet/loadtest/. USER_CLASS=MammographyUser for studies, SHAPE=step|spike|soak
+# for a load shape (it overrides USERS and DURATION). Exit code 1 when a threshold in the locustfile is breached.
+HOST ?= http://127.0.0.1:8080
+USERS ?= 16
+DURATION ?= 30s
+USER_CLASS ?= SentimentUser
+SHAPE ?=
+loadtest: $(STAMP)
+	@mkdir -p .duet/loadtest
+	DUET_SHAPE=$(SHAPE) PYTHONPATH=. $(BIN)/locust -f loadtests/locustfile.py --headless --host $(HOST) \
+		-u $(USERS) -r $(USERS) -t $(DURATION) --only-summary \
+		--csv .duet/loadtest/$(USER_CLASS) --html .duet/loadtest/$(USER_CLASS).html $(USER_CLASS)
+
 chart: $(STAMP)
 	$(BIN)/pytest -q tests/chart
 
@@ -37,3 +51,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf .duet
+
+# A 10-minute steady load (locust's soak shape) on a fresh local stack; fails on any error or >10% memory growth.
+.PHONY: soak
+soak: models
+	$(BIN)/python -m duet.local.soak --seconds $${DUET_SOAK_SECONDS:-600} --users $${DUET_SOAK_USERS:-16}
