@@ -1,30 +1,32 @@
-"""DICOM preprocessing micro-benchmark of the `mammography` transformer (run by `make bench`, or directly).
+"""Mammography benchmark of the `mammography` transformer, in one run (`make bench`, `duet bench`, or directly).
 
-    python benchmarks/bench_dicom.py [--repeats 15] [--markdown docs/benchmarks.md]
+    python benchmarks/bench_dicom.py [--repeats 7] [--url http://127.0.0.1:8080 | --no-stack] [--markdown PATH]
 
-Measures, on synthetic 4096 x 3328 16-bit mammograms (`duet.dicom_synth`):
-1. per view, pinned to ONE core (OpenCV on one thread): the decode-alone floor (pydicom + the pinned plugin), the
-   transformer's full preprocessing (decode, folded LUT, breast crop, orientation, INTER_AREA resize to the
-   detector's 256 x 208), for Explicit VR Little Endian and JPEG 2000 Lossless; and, for reference, a naive
-   pydicom path (pixel_array, apply_modality_lut + apply_voi_lut in float64, normalise, resize);
-2. a 4-view JPEG 2000 study on all cores: the wall time of `prepare_study` (the transformer's pools) against the
-   sum of its views' decode times measured one at a time in the same run.
-Prints a table; `--markdown PATH` rewrites the `## mammography preprocessing` section of PATH (created if needed).
+On synthetic 4096 x 3328 12-bit views (`duet.dicom_synth`, the same 4-view studies as `bench_study.py`):
+1. the naive floor: one full-resolution OpenJPEG decode (pydicom + pylibjpeg-openjpeg) of one JPEG 2000 view;
+2. per view, pinned to ONE core (OpenCV on one thread), for uncompressed, JPEG 2000 Lossless and JPEG-LS Lossless:
+   the full-resolution decode alone, the transformer's preprocessing on its default resolution-aware path and on
+   the full-resolution path (`DUET_DICOM_RESOLUTION_AWARE=false`), and, for reference, a naive pydicom path
+   (pixel_array, apply_modality_lut + apply_voi_lut in float64, normalise, resize) for the uncompressed view;
+3. end to end: 4-view studies sent with `tritonclient.http` binary tensors through a running stack (`--url`), or a
+   local one started here on free ports (mammography only), as ratios to the floor (`bench_study.py`).
+Prints tables; `--markdown PATH` rewrites the `## mammography preprocessing` section of PATH (created if needed).
 Speed goals are checked here, never in tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import re
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime, timezone
 from io import BytesIO
 from pathlib import Path
 
@@ -33,17 +35,26 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from duet.dicom_synth import synth_image, synth_study
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_study import (
+    StudyRow,
+    full_decode_ms,
+    run_study_benchmark,
+    study_blobs,
+)
+from bench_study import render_markdown as render_study_markdown
+
 from transformers_pre.dicom.decode import decode_pixels
-from transformers_pre.dicom.study import DecodePools, prepare_pixels, prepare_study, read_study
+from transformers_pre.dicom.study import prepare_pixels, read_study
 from transformers_pre.settings import DicomSettings
 
-ROWS, COLUMNS, BITS = 4096, 3328, 16
 MODEL_HW = (256, 208)  # the shipped detector's input
 SECTION = "## mammography preprocessing"
+VIEW_SYNTAXES = {"uncompressed (Explicit VR LE)": "explicit", "JPEG 2000 Lossless": "j2k",
+                 "JPEG-LS Lossless": "jpegls"}
+CACHE = Path(tempfile.gettempdir()) / "duet-bench-mammography"
 console = Console()
 
 
@@ -51,10 +62,9 @@ console = Console()
 class ViewResult:
     name: str
     size_mb: float
-    decode_ms: float
-    full_ms: float
-    window_ms: float
-    resize_ms: float
+    decode_ms: float  # full-resolution decode alone (pydicom + the pinned plugin)
+    reduced_ms: float  # preprocessing, resolution-aware (default)
+    full_ms: float  # preprocessing, full resolution
     naive_ms: float | None
 
 
@@ -81,87 +91,48 @@ def naive(blob: bytes) -> np.ndarray:
 
 
 def measure_view(name: str, blob: bytes, repeats: int, with_naive: bool) -> ViewResult:
-    settings = DicomSettings()
-    (image,) = read_study([blob], settings)
+    (image,) = read_study([blob], DicomSettings())
     header = image.header
-    # Decode-alone and full runs alternate, so load from other processes drifts into both alike.
-    decode_pixels(blob, header.transfer_syntax, 0)
-    prepare_pixels(blob, header, image.laterality, MODEL_HW)
-    decodes, totals, windows, resizes = [], [], [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        decode_pixels(blob, header.transfer_syntax, 0)
-        decodes.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        seconds = prepare_pixels(blob, header, image.laterality, MODEL_HW).seconds
-        totals.append(time.perf_counter() - started)
-        windows.append(seconds["window"])
-        resizes.append(seconds["resize"])
-    decode_ms, full_ms, window_ms, resize_ms = (
-        statistics.median(values) * 1000.0 for values in (decodes, totals, windows, resizes)
-    )
+    decode_ms = median_ms(lambda: decode_pixels(blob, header.transfer_syntax, 0), repeats)
+    reduced_ms = median_ms(lambda: prepare_pixels(blob, header, image.laterality, MODEL_HW, True), repeats)
+    full_ms = median_ms(lambda: prepare_pixels(blob, header, image.laterality, MODEL_HW, False), repeats)
     naive_ms = median_ms(lambda: naive(blob), max(3, repeats // 3)) if with_naive else None
-    return ViewResult(name, len(blob) / 1e6, decode_ms, full_ms, window_ms, resize_ms, naive_ms)
-
-
-def measure_study(blobs: list[bytes], repeats: int) -> tuple[list[float], float, int, float]:
-    """(each view's decode time alone, the study's median wall time through the transformer's pools, workers,
-    the machine's 1-minute load average at the end: on a shared machine, other work takes cores away)."""
-    settings = DicomSettings()
-    images = read_study(blobs, settings)
-    decode_ms = [median_ms(lambda b=blob, i=image: decode_pixels(b, i.header.transfer_syntax, 0), 1)
-                 for blob, image in zip(blobs, images)]
-    pools = DecodePools(settings)
-    try:
-        pools.warm_up()
-        wall_ms = median_ms(lambda: asyncio.run(prepare_study(blobs, images, MODEL_HW, pools, "bench")), repeats)
-    finally:
-        pools.shutdown()
-    return decode_ms, wall_ms, settings.decode_workers, os.getloadavg()[0]
+    return ViewResult(name, len(blob) / 1e6, decode_ms, reduced_ms, full_ms, naive_ms)
 
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def render_markdown(views: list[ViewResult], study: tuple[list[float], float, int, float]) -> str:
-    decode_ms, wall_ms, workers, load = study
+def render_markdown(floor_ms: float, views: list[ViewResult], studies: list[StudyRow], load: float) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION,
         "",
-        (f"Measured {date.today().isoformat()} on {machine()} with `python benchmarks/bench_dicom.py` "
-         f"(medians). Synthetic {ROWS} x {COLUMNS} {BITS}-bit MONOCHROME2 views (`duet dicom synth`), resized to "
-         f"the detector's {MODEL_HW[0]} x {MODEL_HW[1]}."),
+        (f"Measured {when} on {machine()} with `python benchmarks/bench_dicom.py` (medians; 1-minute load average "
+         f"at the end {load:.1f}: the machine is shared). Synthetic 4096 x 3328 12-bit MONOCHROME2 views "
+         f"(`duet dicom synth`), detector input {MODEL_HW[0]} x {MODEL_HW[1]}. The naive floor, one "
+         f"full-resolution OpenJPEG decode of one JPEG 2000 view: **{floor_ms:.0f} ms**."),
         "",
         "Per view, one core (the process pinned to one CPU, OpenCV on one thread):",
         "",
-        ("| view | file MB | decode alone (floor) | full preprocessing | above the floor | of which window "
-         "| of which resize | naive pydicom float64 path |"),
-        "|---|---|---|---|---|---|---|---|",
+        ("| view | file MB | full-resolution decode alone | preprocessing, resolution-aware (default) "
+         "| preprocessing, full resolution | naive pydicom float64 path | default / floor |"),
+        "|---|---|---|---|---|---|---|",
     ]
     for view in views:
         naive_cell = f"{view.naive_ms:.0f} ms" if view.naive_ms is not None else "-"
-        lines.append(
-            f"| {view.name} | {view.size_mb:.1f} | {view.decode_ms:.1f} ms | {view.full_ms:.1f} ms | "
-            f"{view.full_ms - view.decode_ms:.1f} ms | {view.window_ms:.1f} ms | {view.resize_ms:.1f} ms | "
-            f"{naive_cell} |"
-        )
-    total = sum(decode_ms)
+        lines.append(f"| {view.name} | {view.size_mb:.1f} | {view.decode_ms:.1f} ms | {view.reduced_ms:.1f} ms | "
+                     f"{view.full_ms:.1f} ms | {naive_cell} | {view.reduced_ms / floor_ms:.3f} |")
+    if studies:
+        lines += ["", ("4-view studies end to end (`tritonclient.http` binary tensors, local stack, mammography "
+                  "only; `bench_study.py`):"), ""]
+        table = render_study_markdown(studies, machine=machine(), when=when).split("\n")
+        lines += table[2:]  # the study table without its own measured-on line
     lines += [
         "",
-        (f"4-view JPEG 2000 Lossless study, all cores, {workers} decode worker processes (1-minute load average "
-         f"at the end, this benchmark included: {load:.1f}):"),
-        "",
-        "| views' decode times, one at a time | sum | study wall time (full preprocessing) | wall / sum |",
-        "|---|---|---|---|",
-        (f"| {', '.join(f'{ms:.0f}' for ms in decode_ms)} ms | {total:.0f} ms | {wall_ms:.0f} ms | "
-         f"{wall_ms / total:.2f} |"),
-        "",
-        ("Targets (issue 3): uncompressed full preprocessing <= 40 ms on one core; the 4-view study's wall time "
-         "<= 0.6 x the sum of its views' decode times (on 2 cores, 0.5 at best). The JPEG 2000 decoder "
-         "(pylibjpeg-openjpeg) holds the GIL, which is why compressed views are decoded in worker processes. The "
-         "ratio needs free cores: while another job kept both cores of this shared VM busy, runs measured 0.8 to "
-         "1.1."),
+        ("Goals (issue 10): JPEG 2000 Lossless and uncompressed 4-view studies end to end <= 0.15 x the floor. See "
+         "'Mammography end to end' for the before/after comparison, the per-stage breakdown and fidelity."),
         "",
     ]
     return "\n".join(lines)
@@ -178,57 +149,66 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(updated.rstrip("\n") + "\n")
 
 
+def run_stack_studies(url: str | None, repeats: int) -> list[StudyRow]:
+    """End-to-end study rows from the stack at `url`, or from a local mammography stack started here."""
+    if url:
+        return run_study_benchmark(url, repeats=repeats, cache=CACHE)
+    from duet.local.stack import LocalStack, StackConfig, free_ports
+    from duet.local.triton import TritonPorts
+
+    ports = free_ports(5)
+    config = StackConfig(run_dir=Path(tempfile.mkdtemp(prefix="duet-bench-dicom-")), http_port=ports[0],
+                         grpc_port=ports[1], triton=TritonPorts(http=ports[2], grpc=ports[3], metrics=ports[4]),
+                         models=("mammography",))
+    with LocalStack(config, say=console.print) as stack:
+        return run_study_benchmark(stack.transformer_http, repeats=repeats, cache=CACHE,
+                                   transformer_pid=stack.processes["transformer"].pid)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="Timed runs per uncompressed measurement.")
-    parser.add_argument("--compressed-repeats", type=int, default=3, help="Timed runs per JPEG 2000 measurement.")
+    parser.add_argument("--repeats", type=int, default=7, help="Timed runs per per-view measurement.")
+    parser.add_argument("--study-repeats", type=int, default=5, help="Timed requests per end-to-end study.")
+    parser.add_argument("--url", help="A running transformer's HTTP URL for the end-to-end studies.")
+    parser.add_argument("--no-stack", action="store_true", help="Skip the end-to-end studies.")
     parser.add_argument("--markdown", type=Path, help="Rewrite this file's '## mammography preprocessing' section.")
     args = parser.parse_args()
 
     cv2.setNumThreads(1)
-    with Progress(console=console) as progress:
-        task = progress.add_task("synthesising 4096 x 3328 views", total=6)
-        views = {}
-        for name, syntax in (("uncompressed (Explicit VR LE)", "explicit"), ("JPEG 2000 Lossless", "j2k")):
-            views[name] = synth_image(1, rows=ROWS, columns=COLUMNS, bits=BITS, syntax=syntax, n_lesions=2,
-                                      degraded=False).to_bytes()
-            progress.advance(task)
-        study = [image.to_bytes() for image in synth_study(2, images=4, rows=ROWS, columns=COLUMNS, bits=BITS,
-                                                           syntax="j2k", degraded=False)]
-        progress.advance(task, 4)
-
-        task = progress.add_task("per view, one core", total=len(views))
-        all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        if all_cpus:
-            os.sched_setaffinity(0, {min(all_cpus)})
+    views = {name: (study_blobs(syntax, CACHE) or [b""])[0] for name, syntax in VIEW_SYNTAXES.items()}
+    floor_ms = full_decode_ms(views["JPEG 2000 Lossless"])
+    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if all_cpus:
+        os.sched_setaffinity(0, {min(all_cpus)})
+    try:
         results = []
-        try:
-            for name, blob in views.items():
-                compressed = "JPEG" in name
-                repeats = args.compressed_repeats if compressed else args.repeats
-                results.append(measure_view(name, blob, repeats, with_naive=not compressed))
-                progress.advance(task)
-        finally:
-            if all_cpus:
-                os.sched_setaffinity(0, all_cpus)
+        for name, blob in views.items():
+            compressed = "JPEG" in name
+            repeats = max(3, args.repeats // 2) if compressed else args.repeats
+            console.print(f"per view: {name}")
+            results.append(measure_view(name, blob, repeats, with_naive=not compressed))
+    finally:
+        if all_cpus:
+            os.sched_setaffinity(0, all_cpus)
+    studies = [] if args.no_stack else run_stack_studies(args.url, args.study_repeats)
+    load = os.getloadavg()[0]
 
-        task = progress.add_task("4-view JPEG 2000 study, all cores", total=1)
-        study_result = measure_study(study, args.compressed_repeats)
-        progress.advance(task)
-
-    table = Table("view", "decode alone", "full", "above floor", "window", "resize", "naive",
-                  title=f"mammography preprocessing, one core ({machine()})")
+    table = Table("view", "decode alone", "resolution-aware", "full resolution", "naive", "default / floor",
+                  title=f"mammography per view, one core; floor {floor_ms:.0f} ms ({machine()})")
     for view in results:
-        table.add_row(view.name, f"{view.decode_ms:.1f} ms", f"{view.full_ms:.1f} ms",
-                      f"{view.full_ms - view.decode_ms:.1f} ms", f"{view.window_ms:.1f} ms",
-                      f"{view.resize_ms:.1f} ms", f"{view.naive_ms:.0f} ms" if view.naive_ms else "-")
+        table.add_row(view.name, f"{view.decode_ms:.1f} ms", f"{view.reduced_ms:.1f} ms", f"{view.full_ms:.1f} ms",
+                      f"{view.naive_ms:.0f} ms" if view.naive_ms else "-", f"{view.reduced_ms / floor_ms:.3f}")
     console.print(table)
-    decode_ms, wall_ms, workers, load = study_result
-    console.print(f"4-view JPEG 2000 study: views decode in {', '.join(f'{ms:.0f}' for ms in decode_ms)} ms "
-                  f"(sum {sum(decode_ms):.0f} ms); study wall time {wall_ms:.0f} ms with {workers} workers = "
-                  f"{wall_ms / sum(decode_ms):.2f} x the sum (load average {load:.1f})")
+    if studies:
+        table = Table("4-view study", "MB", "end to end", "transformer CPU", "ratio to floor",
+                      title="end to end, tritonclient.http binary tensors")
+        for row in studies:
+            table.add_row(row.name, f"{row.megabytes:.1f}", f"{row.wall_ms:.0f} ms",
+                          f"{row.transformer_cpu_ms:.0f} ms" if row.transformer_cpu_ms is not None else "-",
+                          f"{row.ratio:.3f}x")
+        console.print(table)
     if args.markdown:
-        write_section(args.markdown, render_markdown(results, study_result))
+        write_section(args.markdown, render_markdown(floor_ms, results, studies, load))
         console.print(f"wrote the '{SECTION}' section of {args.markdown}")
 
 

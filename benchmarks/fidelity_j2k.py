@@ -24,7 +24,6 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import cv2
@@ -39,7 +38,12 @@ from duet.dicom_synth import synth_image
 from duet.paths import MODEL_REPOSITORY
 from predictors.detector.evaluate import average_precision
 from predictors.detector.phantom import CLASS_NAMES
-from transformers_pre.dicom.decode import JPEG2000_SYNTAXES, check_codestream, jpeg2000_frame, locate_pixel_data
+from transformers_pre.dicom.decode import (
+    JPEG2000_SYNTAXES,
+    check_codestream,
+    jpeg2000_frame,
+    locate_pixel_data,
+)
 from transformers_pre.dicom.findings import Thresholds, collect_findings, pairwise_iou
 from transformers_pre.dicom.geometry import coarsest_reduction
 from transformers_pre.dicom.jpeg2000 import decode_reduced
@@ -142,7 +146,7 @@ def test_data_files(model_hw: tuple[int, int]) -> list[dict]:
     for path in sorted(set(get_testdata_files("*")), key=lambda p: Path(p).name):
         try:
             ds = dcmread(path, stop_before_pixels=True)
-        except Exception:  # noqa: BLE001 - not every test file is readable DICOM
+        except Exception:  # noqa: BLE001, S112 - not every test file is readable DICOM; they are skipped
             continue
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if syntax not in JPEG2000_SYNTAXES:
@@ -233,15 +237,15 @@ def render_markdown(views: list[dict], files: list[dict], heldout: dict, when: s
     lines = [
         SUBSECTION,
         "",
-        f"Measured {when} on {machine} with `python benchmarks/fidelity_j2k.py` (ONNX Runtime, the built "
+        (f"Measured {when} on {machine} with `python benchmarks/fidelity_j2k.py` (ONNX Runtime, the built "
         "`mammo_detector`). Differences are in 1/255 steps of the windowed model input (reduced path minus full "
-        "decode + area resize).",
+        "decode + area resize)."),
         "",
-        "Full-size synthetic views (4096 x 3328, 12-bit, JPEG 2000 Lossless), through `prepare_pixels` and "
-        "`collect_findings`:",
+        ("Full-size synthetic views (4096 x 3328, 12-bit, JPEG 2000 Lossless), through `prepare_pixels` and "
+        "`collect_findings`:"),
         "",
-        "| view | levels left out | input max | input p99 | findings reduced / full | worst matched box IoU "
-        "| max score diff | quality diff | malignancy diff | reduced ms | full ms |",
+        ("| view | levels left out | input max | input p99 | findings reduced / full | worst matched box IoU "
+        "| max score diff | quality diff | malignancy diff | reduced ms | full ms |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in views:
@@ -252,8 +256,8 @@ def render_markdown(views: list[dict], files: list[dict], heldout: dict, when: s
         )
     lines += [
         "",
-        "Every JPEG 2000 file in pydicom's and pydicom-data's test data (whole frame windowed and area-resized to "
-        "the model's fit; the service would also crop the breast):",
+        ("Every JPEG 2000 file in pydicom's and pydicom-data's test data (whole frame windowed and area-resized to "
+        "the model's fit; the service would also crop the breast):"),
         "",
         "| file | syntax | rows x columns | bits | outcome | levels left out (of) | input max | input p99 |",
         "|---|---|---|---|---|---|---|---|",
@@ -267,16 +271,16 @@ def render_markdown(views: list[dict], files: list[dict], heldout: dict, when: s
                          f"{row.get('outcome', '-')} | - | - | - |")
     lines += [
         "",
-        f"Held-out synthetic single-view studies ({heldout['images']} views of {size[0]} x {size[1]}, "
-        f"{heldout['diagnostic']} diagnostic, JPEG 2000 Lossless, seeds {HELD_OUT_SEED}+):",
+        (f"Held-out synthetic single-view studies ({heldout['images']} views of {size[0]} x {size[1]}, "
+        f"{heldout['diagnostic']} diagnostic, JPEG 2000 Lossless, seeds {HELD_OUT_SEED}+):"),
         "",
         "| path | mAP@0.5 (diagnostic views) | malignancy ROC AUC |",
         "|---|---|---|",
         f"| reduced (default) | {heldout['map50_reduced']:.3f} | {heldout['auc_reduced']:.3f} |",
-        f"| full decode (`DUET_DICOM_RESOLUTION_AWARE=false`) | {heldout['map50_full']:.3f} | "
-        f"{heldout['auc_full']:.3f} |",
-        f"| difference | {heldout['map50_reduced'] - heldout['map50_full']:+.3f} | "
-        f"{heldout['auc_reduced'] - heldout['auc_full']:+.3f} |",
+        (f"| full decode (`DUET_DICOM_RESOLUTION_AWARE=false`) | {heldout['map50_full']:.3f} | "
+        f"{heldout['auc_full']:.3f} |"),
+        (f"| difference | {heldout['map50_reduced'] - heldout['map50_full']:+.3f} | "
+        f"{heldout['auc_reduced'] - heldout['auc_full']:+.3f} |"),
         "",
     ]
     return "\n".join(lines)
@@ -302,9 +306,8 @@ def write_subsection(path: Path, text: str) -> None:
 def main() -> None:
     import os
     import platform
-    from datetime import datetime, timezone
-
     import sys
+    from datetime import datetime, timezone
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_study import study_blobs

@@ -178,6 +178,8 @@ def test_fallback_window_spans_the_image_range() -> None:
 def test_invalid_window_width_is_422() -> None:
     ds = _base(voi="window")
     ds.WindowWidth = "0"
-    header = read_header(_to_bytes(ds), 0, DicomSettings())
+    # The intake refuses it before any pixel work; the table builder refuses it on its own too.
+    with pytest.raises(Unprocessable, match="image 0: Window Width 0"):
+        read_header(_to_bytes(ds), 0, DicomSettings())
     with pytest.raises(Unprocessable, match="Window Width"):
-        build_table(header.dataset)
+        build_table(ds)
