@@ -68,16 +68,46 @@ def study_blobs(syntax: str, cache: Path) -> list[bytes] | None:
     files = sorted(folder.glob("*.dcm"))
     if len(files) != 4:
         try:
-            study = synth_study(SEED, images=4, rows=ROWS, columns=COLUMNS, bits=BITS, syntax=syntax,
-                                n_lesions=2, degraded=False)
+            if syntax == "htj2k":
+                blobs = _htj2k_study()
+            else:
+                blobs = [image.to_bytes() for image in synth_study(
+                    SEED, images=4, rows=ROWS, columns=COLUMNS, bits=BITS, syntax=syntax, n_lesions=2,
+                    degraded=False)]
         except (ValueError, RuntimeError, ImportError) as error:
             console.print(f"[yellow]{syntax}: cannot synthesise ({error}); skipped[/]")
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        for index, image in enumerate(study):
-            (folder / f"{index}.dcm").write_bytes(image.to_bytes())
+        for index, blob in enumerate(blobs):
+            (folder / f"{index}.dcm").write_bytes(blob)
         files = sorted(folder.glob("*.dcm"))
     return [path.read_bytes() for path in files]
+
+
+def _htj2k_study() -> list[bytes]:
+    """The benchmark study re-encoded as HTJ2K Lossless, with imagecodecs' OpenJPH encoder when it can be imported.
+
+    duet does not depend on imagecodecs (it requires numpy >= 2; duet pins numpy < 2) and no encoder duet installs
+    writes HTJ2K; put a copy on PYTHONPATH to get this row. OpenJPH writes 16-bit samples for uint16 input, so
+    BitsStored becomes 16 (the values, window and picture are those of the 12-bit study).
+    """
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import HTJ2KLossless
+
+    blobs = []
+    for image in synth_study(SEED, images=4, rows=ROWS, columns=COLUMNS, bits=BITS, syntax="explicit", n_lesions=2,
+                             degraded=False):
+        ds = image.dataset
+        codestream = imagecodecs.htj2k_encode(np.ascontiguousarray(ds.pixel_array), reversible=True)
+        ds.PixelData = encapsulate([codestream])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = HTJ2KLossless
+        ds.BitsStored, ds.HighBit = 16, 15
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        blobs.append(buffer.getvalue())
+    return blobs
 
 
 def full_decode_ms(blob: bytes, repeats: int = 3) -> float:
