@@ -149,10 +149,10 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(updated.rstrip("\n") + "\n")
 
 
-def run_stack_studies(url: str | None, repeats: int) -> list[StudyRow]:
+def run_stack_studies(url: str | None, repeats: int, floor_ms: float) -> list[StudyRow]:
     """End-to-end study rows from the stack at `url`, or from a local mammography stack started here."""
     if url:
-        return run_study_benchmark(url, repeats=repeats, cache=CACHE)
+        return run_study_benchmark(url, repeats=repeats, cache=CACHE, floor_ms=floor_ms)
     from duet.local.stack import LocalStack, StackConfig, free_ports
     from duet.local.triton import TritonPorts
 
@@ -161,7 +161,7 @@ def run_stack_studies(url: str | None, repeats: int) -> list[StudyRow]:
                          grpc_port=ports[1], triton=TritonPorts(http=ports[2], grpc=ports[3], metrics=ports[4]),
                          models=("mammography",))
     with LocalStack(config, say=console.print) as stack:
-        return run_study_benchmark(stack.transformer_http, repeats=repeats, cache=CACHE,
+        return run_study_benchmark(stack.transformer_http, repeats=repeats, cache=CACHE, floor_ms=floor_ms,
                                    transformer_pid=stack.processes["transformer"].pid)
 
 
@@ -176,7 +176,7 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     views = {name: (study_blobs(syntax, CACHE) or [b""])[0] for name, syntax in VIEW_SYNTAXES.items()}
-    floor_ms = full_decode_ms(views["JPEG 2000 Lossless"])
+    floor_ms = full_decode_ms(views["JPEG 2000 Lossless"], repeats=5)
     all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if all_cpus:
         os.sched_setaffinity(0, {min(all_cpus)})
@@ -190,7 +190,7 @@ def main() -> None:
     finally:
         if all_cpus:
             os.sched_setaffinity(0, all_cpus)
-    studies = [] if args.no_stack else run_stack_studies(args.url, args.study_repeats)
+    studies = [] if args.no_stack else run_stack_studies(args.url, args.study_repeats, floor_ms)
     load = os.getloadavg()[0]
 
     table = Table("view", "decode alone", "resolution-aware", "full resolution", "naive", "default / floor",

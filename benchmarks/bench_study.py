@@ -163,11 +163,13 @@ def run_study_benchmark(
     cache: Path | None = None,
     transformer_pid: int | None = None,
     syntaxes: dict[str, str] | None = None,
+    floor_ms: float | None = None,
 ) -> list[StudyRow]:
     """Send each 4-view study `repeats` times (after one warm-up) to the stack at `url` (transformer HTTP,
     e.g. "http://127.0.0.1:8080"); rows carry the median wall time and its ratio to the naive floor.
 
     transformer_pid: when given (a local stack), the transformer's CPU seconds per study are measured too.
+    floor_ms: the naive floor measured by the caller in the same run (else measured here, before the studies).
     """
     import tritonclient.http as triton_http
 
@@ -180,7 +182,7 @@ def run_study_benchmark(
         task = progress.add_task("4-view 4096 x 3328 studies", total=len(syntaxes) + 1)
         j2k = study_blobs("j2k", cache)
         assert j2k is not None
-        floor_ms = full_decode_ms(j2k[0])
+        floor_ms = floor_ms or full_decode_ms(j2k[0])
         progress.advance(task)
         for name, syntax in syntaxes.items():
             blobs = j2k if syntax == "j2k" else study_blobs(syntax, cache)
