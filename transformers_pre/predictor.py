@@ -77,6 +77,10 @@ class PredictorClient:
                     ("grpc.max_send_message_length", -1),
                     ("grpc.max_receive_message_length", -1),
                     ("grpc.enable_retries", 0),
+                    # A restarted predictor is reached within a second of being ready, however long it was
+                    # down (gRPC's default reconnect backoff grows to 120 s).
+                    ("grpc.initial_reconnect_backoff_ms", 250),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
                 ],
             )
         return self._grpc
