@@ -70,9 +70,9 @@ def test_platform_batching_and_version_policy(config: dict) -> None:
     batching = config["dynamic_batching"]
     assert all(1 <= size <= config["max_batch_size"] for size in batching["preferred_batch_size"])
     assert 0 < int(batching["max_queue_delay_microseconds"]) <= 10_000
-    policy = batching["default_queue_policy"]
-    assert policy.get("timeout_action", "REJECT") == "REJECT"
-    assert int(policy["default_timeout_microseconds"]) > 0 and policy["max_queue_size"] > 0
+    # The queue is bounded by the transformer (DUET_MAX_INFLIGHT_STUDIES): a queue timeout stalls Triton's
+    # batcher (triton-inference-server/server#8870).
+    assert "default_queue_policy" not in batching
     assert config["instance_group"] == [{"kind": "KIND_GPU", "count": 1}]
     assert "optimization" not in config  # TensorRT is off by default
 
