@@ -9,7 +9,7 @@ from typing import Any
 from kserve import Model
 from kserve.model import InferenceVerb
 
-from .errors import DuetError
+from .errors import DuetError, Overloaded
 from .metrics import INFLIGHT, PREDICTOR_RETRIES, REQUEST_SECONDS, REQUESTS, code_class
 from .predictor import ModelMetadata, PredictorClient
 from .settings import Settings
@@ -22,9 +22,13 @@ class DuetModel(Model):
     `DuetError`s, which the adapters in `server.py` turn into the right status for REST and gRPC.
     """
 
-    def __init__(self, name: str, predictor_model: str, settings: Settings, predictor: PredictorClient) -> None:
+    def __init__(self, name: str, predictor_model: str, settings: Settings, predictor: PredictorClient,
+                 max_inflight: int | None = None) -> None:
         super().__init__(name)
         self.predictor_model = predictor_model
+        # Admission control: one event loop per process, so a plain counter is exact without a lock.
+        self.max_inflight = max_inflight or settings.max_inflight_requests
+        self._inflight = 0
         self.settings = settings
         self.predictor = predictor
         self._metadata: ModelMetadata | None = None
@@ -48,8 +52,13 @@ class DuetModel(Model):
         return payload
 
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT):
-        INFLIGHT.labels(self.name).inc()
         started = time.perf_counter()
+        if self._inflight >= self.max_inflight:
+            # Refused before any work: the admitted requests keep their latency, the client retries later.
+            REQUESTS.labels(self.name, code_class(429)).inc()
+            raise Overloaded(f"{self.name} is serving {self._inflight} requests, its limit; retry later")
+        self._inflight += 1
+        INFLIGHT.labels(self.name).inc()
         status = 500
         try:
             result = await super().__call__(body, headers, verb)
@@ -59,6 +68,7 @@ class DuetModel(Model):
             status = int(error.status)
             raise
         finally:
+            self._inflight -= 1
             INFLIGHT.labels(self.name).dec()
             REQUESTS.labels(self.name, code_class(status)).inc()
             REQUEST_SECONDS.labels(self.name).observe(time.perf_counter() - started)

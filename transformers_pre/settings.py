@@ -28,6 +28,11 @@ class TextSettings(BaseSettings):
     max_length: int | None = Field(
         None, ge=2, description="Token cap; default is the model's own (preprocess.json beside it)."
     )
+    max_text_bytes: int = Field(
+        8192, ge=64, description="Bytes of one text kept for tokenizing; longer texts are cut (at a character "
+        "boundary) and reported in the `truncated` response parameter. The model reads at most max_length tokens, "
+        "so this only bounds the tokenizer's work on hostile input (a 1 MB string).",
+    )
     predictor_batch: int = Field(
         64, ge=1, description="Texts per predictor call; larger requests are split (max_batch_size in Triton)."
     )
@@ -73,6 +78,15 @@ class Settings(BaseSettings):
         "on a cluster the same storageUri mounted at /mnt/models.",
     )
     predictor_protocol: Literal["grpc-v2", "v2"] = "grpc-v2"
+    max_inflight_requests: int = Field(
+        128, ge=1, description="Requests one model admits at once per server process (sentiment); beyond it the "
+        "answer is 429 with Retry-After. This is the queue bound: Triton's own queue is left unbounded because its "
+        "queue policy stalls the dynamic batcher (docs/benchmarks.md).",
+    )
+    max_inflight_studies: int = Field(
+        16, ge=1, description="The same bound for mammography, lower because each study holds its DICOM files "
+        "(up to ~110 MB for four uncompressed 4096 x 3328 views) until it is answered.",
+    )
     log_format: Literal["json", "text"] = "json"
     retry_after_seconds: int = Field(
         1, ge=0, description="Retry-After sent with every 429 (overloaded) and 503 (predictor unavailable)."

@@ -16,7 +16,7 @@ from ..errors import BadRequest
 from ..metrics import PAYLOAD_BYTES, stage
 from ..predictor import PredictorClient
 from ..settings import Settings
-from .tokenize import Encoded, TextTokenizer
+from .tokenize import Encoded, TextTokenizer, cap_bytes
 
 PUBLIC_NAME = "sentiment"
 PREDICTOR_MODEL = "sentiment"
@@ -26,6 +26,7 @@ PREDICTOR_MODEL = "sentiment"
 class PreparedTexts:
     request: InferRequest
     encoded: Encoded
+    cut: list[int]  # texts cut at max_text_bytes before tokenizing
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -79,8 +80,9 @@ class SentimentModel(DuetModel):
             PAYLOAD_BYTES.labels(self.name).observe(sum(len(text.encode("utf-8")) for text in texts))
         with stage(self.name, "tokenize"):
             assert self.tokenizer is not None
+            texts, cut = cap_bytes(texts, self.settings.text.max_text_bytes)
             encoded = self.tokenizer.encode(texts)
-        return PreparedTexts(request=payload, encoded=encoded)
+        return PreparedTexts(request=payload, encoded=encoded, cut=cut)
 
     async def predict(self, prepared: PreparedTexts, headers: dict[str, str] | None = None) -> Any:
         chunk = self.settings.text.predictor_batch
@@ -109,8 +111,9 @@ class SentimentModel(DuetModel):
             probabilities = softmax(logits)
             labels = bytes_tensor([self.labels[index] for index in probabilities.argmax(axis=1)])
             parameters: dict[str, Any] = {"max_length": self.tokenizer.max_length if self.tokenizer else 0}
-            if prepared.encoded.truncated:
-                parameters["truncated"] = ",".join(str(index) for index in prepared.encoded.truncated)
+            truncated = sorted(set(prepared.encoded.truncated) | set(prepared.cut))
+            if truncated:
+                parameters["truncated"] = ",".join(str(index) for index in truncated)
             return make_response(
                 prepared.request,
                 self.name,

@@ -18,6 +18,21 @@ class Encoded:
     truncated: list[int]  # indices of the texts cut at max_length
 
 
+def cap_bytes(texts: list[str], max_bytes: int) -> tuple[list[str], list[int]]:
+    """Each text cut to at most `max_bytes` UTF-8 bytes (never inside a character), and the indices that were cut."""
+    capped: list[str] = []
+    cut: list[int] = []
+    for index, text in enumerate(texts):
+        # A str of n characters encodes to at most 4n bytes: most texts need no encoding to be cleared.
+        if len(text) * 4 > max_bytes:
+            encoded = text.encode("utf-8")
+            if len(encoded) > max_bytes:
+                text = encoded[:max_bytes].decode("utf-8", "ignore")
+                cut.append(index)
+        capped.append(text)
+    return capped, cut
+
+
 class TextTokenizer:
     """Pads to the longest text of the batch and truncates at the model's max length."""
 
