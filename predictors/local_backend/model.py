@@ -6,7 +6,8 @@ hands `execute` every request its batcher gathered; they are concatenated into O
 sequences padded to the longest with zeros, which the attention mask ignores) and the outputs are split back.
 
 Config parameters (written by duet's local-repository generator): `onnx_model` (absolute path), and
-`intra_op_threads` (0 = ONNX Runtime's default, one per core).
+`intra_op_threads` (0 = ONNX Runtime's default, one per core), `allow_spinning` ("0" by default: ONNX Runtime's
+worker threads block between batches instead of busy-waiting on cores the other processes need).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("intra_op_threads", "0"))
         options.inter_op_num_threads = 1
+        # Spinning threads burn the cores that tritonserver and the transformer need between batches (measured
+        # in docs/benchmarks.md): block instead of spinning.
+        options.add_session_config_entry("session.intra_op.allow_spinning", parameters.get("allow_spinning", "0"))
         self.session = ort.InferenceSession(
             parameters["onnx_model"], sess_options=options, providers=["CPUExecutionProvider"]
         )
