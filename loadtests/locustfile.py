@@ -1,12 +1,19 @@
 """Load test of duet's public models over v2 REST.
 
-    locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --headless -u 16 -r 4 -t 1m
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --headless -u 16 -r 4 -t 1m SentimentUser
+    DUET_SHAPE=step locust -f loadtests/locustfile.py --host https://duet.example.org --headless SentimentUser
+    locust -f loadtests/locustfile.py --host ... --headless --processes 4 -u 256 -r 32 -t 5m   # distributed
 
-Users: `SentimentUser` (batches of headlines, JSON) and `MammographyUser` (4-view studies, binary tensors).
-Pick with `--class-picker` or by name on the command line, e.g. `... SentimentUser`. Tunables (environment):
-DUET_SENTIMENT_BATCH (texts per request, 8), DUET_STUDY_SIZE (rows x columns, "2048x1664"), DUET_STUDY_SYNTAX
-("explicit", "j2k", ...). Pass/fail thresholds (checked at the end; a breach makes locust exit 1):
-DUET_MAX_FAILURE_RATIO (0.01), DUET_MAX_P99_MS_SENTIMENT (500), DUET_MAX_P99_MS_MAMMOGRAPHY (10000).
+Users: `SentimentUser` (headlines, JSON) and `MammographyUser` (4-view studies, binary tensors); pick one by name
+on the command line. Every response is checked, not only its status: the outputs must be there with the shapes
+and datatypes of the v2 contract. Overload (429) and predictor-unavailable (503) are their own failure kinds, so
+the report separates "duet said slow down" from "duet broke".
+
+Tunables (environment): DUET_SENTIMENT_BATCH (texts per request, 1), DUET_THINK_SECONDS (upper bound of the
+random wait between a user's requests, 0.05; 0 = closed loop), DUET_STUDY_SIZE (rows x columns, "2048x1664"),
+DUET_STUDY_SYNTAX ("explicit", "j2k", ...), DUET_SHAPE (step, spike or soak: a `LoadTestShape` that overrides
+-u/-r/-t; see `shapes.py`). Pass/fail thresholds live in `THRESHOLDS`, checked when locust quits; a breach makes
+locust exit 1: DUET_MAX_FAILURE_RATIO (0.01), DUET_MAX_P99_MS_SENTIMENT (500), DUET_MAX_P99_MS_MAMMOGRAPHY (10000).
 """
 
 from __future__ import annotations
@@ -14,21 +21,66 @@ from __future__ import annotations
 import itertools
 import os
 
-from locust import HttpUser, between, events, task
+from locust import between, constant, events
+from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
+from locust import task
 
 from loadtests.payloads import binary_bytes_body, headlines, mammography_study, sentiment_body
+from loadtests.shapes import selected_shape
 
-SENTIMENT_BATCH = int(os.environ.get("DUET_SENTIMENT_BATCH", "8"))
+SENTIMENT_BATCH = int(os.environ.get("DUET_SENTIMENT_BATCH", "1"))
+THINK_SECONDS = float(os.environ.get("DUET_THINK_SECONDS", "0.05"))
 HEADLINES = headlines(4096)
 THRESHOLDS = {
     "failure_ratio": float(os.environ.get("DUET_MAX_FAILURE_RATIO", "0.01")),
     "sentiment": float(os.environ.get("DUET_MAX_P99_MS_SENTIMENT", "500")),
     "mammography": float(os.environ.get("DUET_MAX_P99_MS_MAMMOGRAPHY", "10000")),
 }
+# Failure kinds by status: locust groups failures by message, so these stay fixed strings.
+FAILURE_KINDS = {429: "429 overloaded", 503: "503 predictor unavailable"}
 
 
-class SentimentUser(HttpUser):
-    wait_time = between(0.0, 0.05)
+def think_time():
+    return constant(0) if THINK_SECONDS <= 0 else between(0.0, THINK_SECONDS)
+
+
+def outputs_by_name(reply: ResponseContextManager) -> dict[str, dict]:
+    """The v2 response's outputs by name; raises ValueError when the body is not a v2 response."""
+    body = reply.json()
+    if not isinstance(body, dict) or not isinstance(body.get("outputs"), list):
+        raise ValueError("the body is not a v2 inference response")
+    return {output["name"]: output for output in body["outputs"]}
+
+
+def check_tensor(outputs: dict[str, dict], name: str, datatype: str, shape: list[int | None]) -> None:
+    """The output exists with this datatype and shape (None = any size) and holds as many values as it says."""
+    if name not in outputs:
+        raise ValueError(f"output {name!r} is missing")
+    output = outputs[name]
+    if output.get("datatype") != datatype:
+        raise ValueError(f"output {name!r} is {output.get('datatype')}, expected {datatype}")
+    actual = output.get("shape") or []
+    if len(actual) != len(shape) or any(want is not None and want != got for want, got in zip(shape, actual)):
+        raise ValueError(f"output {name!r} has shape {actual}, expected {shape}")
+    count = 1
+    for size in actual:
+        count *= size
+    data = output.get("data")
+    if data is not None and len(data) != count:
+        raise ValueError(f"output {name!r} holds {len(data)} values for shape {actual}")
+
+
+def fail_on_status(reply: ResponseContextManager) -> bool:
+    """Mark a non-200 reply failed, under its own kind for 429 and 503; True when it was one."""
+    if reply.status_code == 200:
+        return False
+    kind = FAILURE_KINDS.get(reply.status_code)
+    reply.failure(kind or f"HTTP {reply.status_code}: {(reply.text or '')[:120]}")
+    return True
+
+
+class SentimentUser(FastHttpUser):
+    wait_time = think_time()
 
     def on_start(self) -> None:
         self._offsets = itertools.count(0, SENTIMENT_BATCH)
@@ -36,20 +88,31 @@ class SentimentUser(HttpUser):
     @task
     def score_headlines(self) -> None:
         start = next(self._offsets) % (len(HEADLINES) - SENTIMENT_BATCH)
-        with self.client.post("/v2/models/sentiment/infer", json=sentiment_body(HEADLINES[start:start + SENTIMENT_BATCH]),
-                              name="sentiment", catch_response=True) as reply:
-            if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}: {reply.text[:200]}")
+        texts = HEADLINES[start:start + SENTIMENT_BATCH]
+        with self.client.post("/v2/models/sentiment/infer", json=sentiment_body(texts), name="sentiment",
+                              catch_response=True) as reply:
+            if fail_on_status(reply):
+                return
+            try:
+                outputs = outputs_by_name(reply)
+                check_tensor(outputs, "probabilities", "FP32", [len(texts), 3])
+                check_tensor(outputs, "label", "BYTES", [len(texts)])
+                check_tensor(outputs, "entropy", "FP32", [len(texts)])
+            except (ValueError, KeyError, TypeError) as error:
+                reply.failure(f"bad response: {error}")
 
 
-class MammographyUser(HttpUser):
+class MammographyUser(FastHttpUser):
     wait_time = between(0.0, 0.2)
+    network_timeout = 120.0
+    connection_timeout = 120.0
     _study: tuple[bytes, dict] | None = None
+    _images = 4
 
     def on_start(self) -> None:
         if MammographyUser._study is None:
             rows, columns = (int(v) for v in os.environ.get("DUET_STUDY_SIZE", "2048x1664").split("x"))
-            files = mammography_study(seed=7, rows=rows, columns=columns,
+            files = mammography_study(seed=7, images=self._images, rows=rows, columns=columns,
                                       syntax=os.environ.get("DUET_STUDY_SYNTAX", "explicit"))
             MammographyUser._study = binary_bytes_body("dicom", files)
 
@@ -58,8 +121,21 @@ class MammographyUser(HttpUser):
         body, headers = MammographyUser._study
         with self.client.post("/v2/models/mammography/infer", data=body, headers=headers,
                               name="mammography", catch_response=True) as reply:
-            if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}: {reply.text[:200]}")
+            if fail_on_status(reply):
+                return
+            try:
+                outputs = outputs_by_name(reply)
+                check_tensor(outputs, "boxes", "FP32", [None, 4])
+                found = outputs["boxes"]["shape"][0]
+                for name, datatype in (("scores", "FP32"), ("labels", "BYTES"), ("image_index", "INT32")):
+                    check_tensor(outputs, name, datatype, [found])
+                check_tensor(outputs, "quality", "FP32", [self._images])
+                check_tensor(outputs, "risk", "FP32", [1])
+            except (ValueError, KeyError, TypeError) as error:
+                reply.failure(f"bad response: {error}")
+
+
+SelectedShape = selected_shape(os.environ.get("DUET_SHAPE", ""))
 
 
 @events.quitting.add_listener
