@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.util
 from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
@@ -105,6 +106,19 @@ class BoundGRPCServer(GRPCServer):
         await self._server.wait_for_termination()
 
 
+class LeanRESTServer(RESTServer):
+    """KServe's REST server without its timing middleware (unless an access-log format asks for KServe's stack).
+
+    That middleware matches every request's route a second time to name a metric, reads the CPU clock and formats
+    two `kserve.trace` lines per request that duet's log config drops (they duplicate the access log and the
+    `duet_*` histograms): CPU spent on every request for nothing (py-spy, docs/benchmarks.md).
+    """
+
+    def _add_middlewares(self, app: Any) -> None:
+        if self.access_log_format:
+            super()._add_middlewares(app)
+
+
 class BoundModelServer(ModelServer):
     """KServe's ModelServer whose REST and gRPC listeners bind `bind_address` (default: every interface)."""
 
@@ -133,9 +147,11 @@ class BoundModelServer(ModelServer):
             )
             # The parent binds the socket its workers share; uvicorn reads the address from its config.
             self._rest_multiprocess_server._rest_server.config.host = self.bind_address
+            # The workers run (unpickle) this server object: make it the lean one; it only overrides a method.
+            self._rest_multiprocess_server._rest_server.__class__ = LeanRESTServer
             self.servers.append(self._rest_multiprocess_server.start())
         else:
-            self._rest_server = RESTServer(
+            self._rest_server = LeanRESTServer(
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
                 **rest_options,
             )
@@ -149,4 +165,11 @@ class BoundModelServer(ModelServer):
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()
+        if self.event_loop in ("auto", "uvloop") and importlib.util.find_spec("uvloop") is not None:
+            # KServe's own start runs its servers under asyncio.run's default loop whatever --event_loop says;
+            # uvloop's transports and scheduler take a measurable share off every request's CPU
+            # (docs/benchmarks.md). "asyncio" keeps the standard loop.
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(self._serve())

@@ -37,7 +37,7 @@ def _app() -> FastAPI:
 
     app.add_exception_handler(server.DuetError, server.duet_error_handler)
     app.add_exception_handler(RequestValidationError, server.validation_error_handler)
-    app.middleware("http")(server.request_id_middleware)
+    app.add_middleware(server.RequestContextMiddleware)
     return app
 
 
