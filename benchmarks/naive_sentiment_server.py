@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,12 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 from tokenizers import Tokenizer
+
+
+def providers() -> list[str]:
+    """ONNX Runtime execution providers: DUET_ORT_PROVIDERS (comma-separated, e.g. "CUDAExecutionProvider,
+    CPUExecutionProvider" on a GPU machine), else the CPU."""
+    return [p for p in os.environ.get("DUET_ORT_PROVIDERS", "CPUExecutionProvider").split(",") if p]
 
 
 class TensorIn(BaseModel):
@@ -37,7 +44,7 @@ class InferBody(BaseModel):
 
 def build_app(model_dir: Path) -> FastAPI:
     """The naive app: tokenize, run, softmax, per request, in FastAPI's thread pool."""
-    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=providers())
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     max_length = int(json.loads((model_dir / "preprocess.json").read_text())["max_length"])
     tokenizer.enable_truncation(max_length=max_length)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -21,13 +22,19 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+
+def providers() -> list[str]:
+    """ONNX Runtime execution providers: DUET_ORT_PROVIDERS (comma-separated, e.g. "CUDAExecutionProvider,
+    CPUExecutionProvider" on a GPU machine), else the CPU."""
+    return [p for p in os.environ.get("DUET_ORT_PROVIDERS", "CPUExecutionProvider").split(",") if p]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from loadtests.payloads import headlines  # noqa: E402
+from loadtests.payloads import headlines
 
 
 def measure(model_dir: Path, batch: int, seconds: float) -> dict[str, float]:
     """Closed-loop `session.run` calls of `batch` texts for `seconds`; returns rates and the median call time."""
-    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=providers())
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_padding()
     texts = headlines(4096, seed=1)

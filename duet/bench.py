@@ -250,11 +250,11 @@ def markdown_section(results: list[StepResult], ceilings: dict[int, dict[str, fl
                      f"({c['median_ms']:.1f} ms per call)" for batch, c in sorted(ceilings.items())]
     parts = [SECTION, "", f"`make bench` (`duet bench`), {date.today().isoformat()}, {machine()}. {notes}", "",
              "The ceiling (the model alone, same file, same cores, no server):", "", *ceiling_lines, "",
-             "Ratios (duet / naive > 1 means duet serves more; duet / ceiling is the share of the model-alone "
-             "rate that reaches clients):", "",
+             ("Ratios (duet / naive > 1 means duet serves more; duet / ceiling is the share of the model-alone "
+              "rate that reaches clients):"), "",
              markdown_table(RATIO_HEADERS, [ratio_cells(row) for row in ratio_rows(results, ceilings)]), "",
-             "Every step (CPU ms per request: CPU seconds of each server process and its children during the step, "
-             "divided by the requests served):", "",
+             ("Every step (CPU ms per request: CPU seconds of each server process and its children during the "
+              "step, divided by the requests served):"), "",
              markdown_table(DETAIL_HEADERS, [detail_cells(r) for r in results])]
     if plot is not None:
         parts += ["", f"![throughput against p99]({plot.name})"]

@@ -21,9 +21,8 @@ from __future__ import annotations
 import itertools
 import os
 
-from locust import between, constant, events
+from locust import between, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
-from locust import task
 
 from loadtests.payloads import binary_bytes_body, headlines, mammography_study, sentiment_body
 from loadtests.shapes import selected_shape
@@ -45,10 +44,10 @@ def think_time():
 
 
 def outputs_by_name(reply: ResponseContextManager) -> dict[str, dict]:
-    """The v2 response's outputs by name; raises ValueError when the body is not a v2 response."""
+    """The v2 response's outputs by name; raises TypeError when the body is not a v2 response."""
     body = reply.json()
     if not isinstance(body, dict) or not isinstance(body.get("outputs"), list):
-        raise ValueError("the body is not a v2 inference response")
+        raise TypeError("the body is not a v2 inference response")
     return {output["name"]: output for output in body["outputs"]}
 
 

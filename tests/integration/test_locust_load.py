@@ -12,6 +12,8 @@ import pytest
 
 from duet.paths import ROOT
 
+from .conftest import start_stack
+
 pytestmark = pytest.mark.integration
 
 
@@ -38,3 +40,26 @@ def test_a_breached_latency_threshold_fails_the_run(local_stack, tmp_path: Path)
     code, rows = _locust(local_stack, tmp_path, "SentimentUser", {"DUET_MAX_P99_MS_SENTIMENT": "0.001"})
     assert int(rows["sentiment"]["Request Count"]) > 0
     assert code == 1
+
+
+def test_overload_is_its_own_failure_kind(tmp_path: Path) -> None:
+    """A transformer admitting one request at a time, 16 closed-loop users: the refusals are counted as
+    "429 overloaded", apart from any other failure, and every other request is a checked success."""
+    stack = start_stack(tmp_path / "stack", "triton", ("sentiment",), {"DUET_MAX_INFLIGHT_REQUESTS": "1"})
+    try:
+        prefix = tmp_path / "overload"
+        subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
+             "--host", stack.transformer_http, "-u", "16", "-r", "16", "-t", "4s", "--csv", str(prefix),
+             "--only-summary", "SentimentUser"],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "DUET_THINK_SECONDS": "0"}, capture_output=True,
+            text=True, timeout=240,
+        )
+    finally:
+        stack.stop()
+    failures = {row["Error"]: int(row["Occurrences"]) for row in csv.DictReader(Path(f"{prefix}_failures.csv").open())}
+    stats = {row["Name"]: row for row in csv.DictReader(Path(f"{prefix}_stats.csv").open())}
+    overloaded = sum(count for error, count in failures.items() if "429 overloaded" in error)
+    assert overloaded > 0
+    assert overloaded == int(stats["sentiment"]["Failure Count"])  # nothing else failed
+    assert int(stats["sentiment"]["Request Count"]) > overloaded  # the admitted ones succeeded
