@@ -33,7 +33,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from ..errors import BadRequest, PayloadTooLarge, Unprocessable
+from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..settings import DicomSettings
 from .decode import check_transfer_syntax
 
@@ -92,6 +92,8 @@ def _read_meta(blob: bytes, index: int) -> tuple[Dataset | None, int]:
     try:
         meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
                             stop_when=lambda tag, vr, length: tag.group != 2)
+        for tag in list(meta.keys()):
+            _ = meta[tag].value  # pydicom converts lazily: a corrupt element fails here, not later
     except Exception:  # noqa: BLE001 - a corrupt meta group can fail anywhere in the reader
         raise BadRequest("the DICOM file meta information (group 0002) is unreadable", image_index=index) from None
     return meta, fp.tell()
@@ -145,8 +147,11 @@ def read_header(blob: bytes, index: int, caps: DicomSettings) -> ImageHeader:
         raise BadRequest("not a readable DICOM file", image_index=index) from None
     try:
         return _validate(ds, meta, forced, index, caps, len(blob))
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError):
-        # A force-read non-DICOM blob, or attributes with unconvertible values.
+    except DuetError:
+        raise
+    except Exception:  # noqa: BLE001 - found by fuzzing: pydicom converts values lazily, and a corrupt element
+        # (an unknown VR, a bad length, an unconvertible value) fails on first access with many types
+        # (ValueError, NotImplementedError, ...); none of their text is returned.
         raise BadRequest("not a valid DICOM image: header attributes are missing or malformed",
                          image_index=index) from None
 
