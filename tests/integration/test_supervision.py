@@ -135,6 +135,7 @@ def test_predictor_killed_under_load_is_restarted_while_the_transformer_answers_
 
     assert stack.processes["transformer"].pid == transformer_pid, "the transformer must not restart"
     assert process_group_members(predictor_pid) == [], "part of the killed predictor's tree survived it"
+    _wait(lambda: any(e.kind == "ready" for e in stack.events[events_before:]), timeout_s=30)
     kinds = [(e.process, e.kind) for e in stack.events[events_before:]]
     assert kinds[:3] == [("predictor", "exited"), ("predictor", "restarting"), ("predictor", "ready")], kinds
 
