@@ -8,6 +8,7 @@ process tree survives it (Triton's Python-backend stubs, the decode workers).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -218,3 +219,41 @@ def test_grpc_unavailable_carries_retry_after_trailing_metadata(stack: LocalStac
     assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
     assert ("retry-after", "1") in tuple(error.trailing_metadata() or ())
     assert asyncio.run(call()) is None
+
+
+def _slow_upload(body: bytes, started: threading.Event, seconds: float = 3.0, pieces: int = 20) -> Iterator[bytes]:
+    """`body` in pieces over `seconds` (chunked), like a client on a slow link: surely in flight meanwhile."""
+    size = -(-len(body) // pieces)
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+        started.set()
+        time.sleep(seconds / pieces)
+
+
+def test_sigterm_to_the_transformer_alone_drains_its_in_flight_requests(stack: LocalStack) -> None:
+    process = stack.processes["transformer"]
+    url = f"{stack.transformer_http}/v2/models/sentiment/infer"
+    answers: list[int | str] = []
+    started = [threading.Event() for _ in range(3)]
+
+    def send(event: threading.Event) -> None:
+        try:
+            reply = httpx.post(url, content=_slow_upload(json.dumps(BODY).encode(), event),
+                               headers={"content-type": "application/json"}, timeout=120)
+            answers.append(reply.status_code)
+        except httpx.HTTPError as error:
+            answers.append(repr(error))
+
+    clients = [threading.Thread(target=send, args=(event,)) for event in started]
+    for client in clients:
+        client.start()
+    assert all(event.wait(30) for event in started)
+    process.send_signal(signal.SIGTERM)
+    _wait(lambda: not _ready(f"{stack.transformer_http}/v2/health/ready"), timeout_s=10)
+    assert len(answers) < len(clients), "readiness should fail while the requests are still in flight"
+    for client in clients:
+        client.join()
+    assert process.wait(timeout=60) == 0
+    assert answers == [200] * len(clients), answers
+    # An exit the supervisor did not ask for: the transformer comes back.
+    _wait(lambda: _ready(f"{stack.transformer_http}/v2/models/sentiment/ready"), timeout_s=120)
