@@ -24,6 +24,7 @@ from grpc import (
     unary_unary_rpc_method_handler,
 )
 from kserve import ModelServer
+from kserve.errors import ModelNotReady, ServerNotReady
 from kserve.model_server import FASTAPI_APP_IMPORT_STRING
 from kserve.model_server import args as kserve_args
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -43,8 +44,8 @@ OPEN_METHODS = ("/inference.GRPCInferenceService/ServerLive", "/inference.GRPCIn
 
 
 class RetryAfterInterceptor(ExceptionToStatusInterceptor):
-    """KServe's exception mapping, plus a `retry-after` trailing metadata entry (seconds) on the statuses of a
-    duet error that a client should retry later, as REST sends the Retry-After header."""
+    """KServe's exception mapping, plus a `retry-after` trailing metadata entry (seconds) where a client should
+    retry later (a duet 429/503, a model or server not ready), as REST sends the Retry-After header."""
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__()
@@ -52,7 +53,9 @@ class RetryAfterInterceptor(ExceptionToStatusInterceptor):
 
     async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: ServicerContext,
                                method_name: str) -> None:
-        if isinstance(ex, DuetError) and ex.status_code in RETRY_CODES:
+        retry = (isinstance(ex, DuetError) and ex.status_code in RETRY_CODES) or isinstance(
+            ex, (ModelNotReady, ServerNotReady))  # KServe answers these UNAVAILABLE
+        if retry:
             context.set_trailing_metadata((("retry-after", str(self.retry_after_seconds)),))
         await super().handle_exception(ex, request_or_iterator, context, method_name)
 

@@ -16,6 +16,7 @@ import pytest
 from duet.local.stack import LocalStack
 
 from .conftest import start_stack
+from .test_supervision import _listening_addresses
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +85,10 @@ def test_a_detector_image_of_the_wrong_size_is_refused_not_batched(stack: LocalS
     first, refused, second = asyncio.run(both())
     assert first.status_code == second.status_code == 200
     assert refused.status_code == 400 and "must have shape [-1, 1, 256, 208]" in refused.json()["error"]
+
+
+def test_the_fallback_predictor_listens_on_loopback_only(stack: LocalStack) -> None:
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+    for port in (stack.config.triton.http, stack.config.triton.grpc, stack.config.http_port, stack.config.grpc_port):
+        addresses = _listening_addresses(port)
+        assert addresses and addresses <= loopback, f"port {port} listens on {addresses}"
