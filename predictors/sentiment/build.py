@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 from rich.progress import Progress
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 from tokenizers import Tokenizer
 
 from predictors.cards import package_versions, write_card
 from predictors.sentiment import data
-from predictors.sentiment.baseline import baseline_predict, fit_baseline
+from predictors.sentiment.baseline import C_GRID, CV_FOLDS, CV_SCORING, baseline_predict, fit_baseline
 from predictors.sentiment.export import (
     export_fp32,
     export_int8,
@@ -54,7 +54,7 @@ def recipe(quick: bool = False) -> dict[str, Any]:
             "member": f"{data.INNER_ARCHIVE}!{data.NYT_MEMBER}",
             "negative_below": data.NEGATIVE_BELOW,
             "positive_above": data.POSITIVE_ABOVE,
-            "split": f"sha256(sentence id) first 8 bytes big-endian mod {data.TEST_BUCKETS} == 0 -> test",
+            "split": data.SPLIT_RULE,
             "train_subset": 320 if quick else None,
             "test_subset": 64 if quick else None,
         },
@@ -72,18 +72,26 @@ def recipe(quick: bool = False) -> dict[str, Any]:
         "batching": "length-grouped: seeded shuffle, groups of 16 batches sorted by length, batches shuffled",
         "length_group_batches": 16,
         "max_steps": 10 if quick else None,
-        "baseline": "tf-idf word 1-2 grams (sublinear tf) + logistic regression (lbfgs, max_iter 2000)",
+        "baseline": {
+            "model": "tf-idf word 1-2 grams (sublinear tf) + logistic regression (lbfgs, max_iter 2000)",
+            "c_grid": list(C_GRID),
+            "tuning": f"GridSearchCV over C, GroupKFold({CV_FOLDS}) by editorial on the training part only, "
+            f"scored by {CV_SCORING}, then refit on the whole training part",
+        },
         "onnx_opset": 18,
         "int8": "onnxruntime.quantization.quantize_dynamic, weights QInt8",
     }
 
 
 def _classification(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro-F1 and the confusion matrix (rows true, columns predicted, `LABELS` order)."""
+    """Accuracy, macro-F1, recall per class (by label name) and the confusion matrix (rows true, columns
+    predicted, `LABELS` order)."""
     classes = list(range(len(data.LABELS)))
+    recalls = recall_score(labels, predicted, labels=classes, average=None, zero_division=0)
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        "recall": {name: float(value) for name, value in zip(data.LABELS, recalls)},
         "confusion": confusion_matrix(labels, predicted, labels=classes).tolist(),
     }
 
@@ -91,6 +99,10 @@ def _classification(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]
 def _class_counts(labels: np.ndarray) -> dict[str, int]:
     counts = np.bincount(labels, minlength=len(data.LABELS))
     return {name: int(count) for name, count in zip(data.LABELS, counts)}
+
+
+def _recalls(recall: dict[str, float]) -> str:
+    return " | ".join(f"{recall[name]:.4f}" for name in data.LABELS)
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -140,8 +152,8 @@ def build(model_dir: Path, recipe: dict[str, Any], progress: Progress) -> dict[s
     progress.update(fetch, completed=1)
 
     baseline_task = progress.add_task("sentiment: tf-idf baseline", total=1)
-    pipeline = fit_baseline(train.texts, train_labels, seed)
-    baseline = _classification(test_labels, baseline_predict(pipeline, test.texts))
+    tuned = fit_baseline(train.texts, train_labels, data.document_of(train.ids), seed)
+    baseline = _classification(test_labels, baseline_predict(tuned.pipeline, test.texts))
     progress.update(baseline_task, completed=1)
 
     tokenizer = load_tokenizer()
@@ -189,6 +201,14 @@ def build(model_dir: Path, recipe: dict[str, Any], progress: Progress) -> dict[s
         "macro_f1": fine_tuned["macro_f1"],
         "baseline_accuracy": baseline["accuracy"],
         "baseline_macro_f1": baseline["macro_f1"],
+        "recall": fine_tuned["recall"],
+        "baseline_recall": baseline["recall"],
+        "int8_recall": int8["recall"],
+        "baseline_c": tuned.best_c,
+        "baseline_cv_macro_f1": tuned.cv_scores,
+        "majority_class_accuracy": float(np.mean(test_labels == np.bincount(train_labels).argmax())),
+        "train_documents": len(set(data.document_of(train.ids))),
+        "test_documents": len(set(data.document_of(test.ids))),
         "onnx_fp32_accuracy": onnx_fp32["accuracy"],
         "onnx_fp32_macro_f1": onnx_fp32["macro_f1"],
         "int8_accuracy": int8["accuracy"],
@@ -276,8 +296,9 @@ def _write_card(model_dir: Path, recipe: dict[str, Any], metrics: dict[str, Any]
 
 {card["data"]["source"]}, read from `{data.SDIST_REQUIREMENT}` (sdist sha256 `{data.SDIST_SHA256}`).
 Labels: {card["data"]["label_rule"]}. Split: {card["data"]["split"]}.
-Train {m["train_sentences"]} sentences ({_counts_text(m["class_counts"]["train"])}), test {m["test_sentences"]}
-({_counts_text(m["class_counts"]["test"])}). The sentences are not redistributed.
+Train {m["train_sentences"]} sentences of {m["train_documents"]} editorials
+({_counts_text(m["class_counts"]["train"])}), test {m["test_sentences"]} sentences of {m["test_documents"]} other
+editorials ({_counts_text(m["class_counts"]["test"])}). The sentences are not redistributed.
 
 ## Recipe
 
@@ -287,12 +308,17 @@ Full fine-tune, seed {recipe["seed"]}, {recipe["epochs"]} epoch ({m["train_steps
 
 ## Metrics (held-out split, measured by this build)
 
-| model | accuracy | macro-F1 |
-|---|---|---|
-| fine-tuned MiniLM (torch) | {m["accuracy"]:.4f} | {m["macro_f1"]:.4f} |
-| ONNX FP32 | {m["onnx_fp32_accuracy"]:.4f} | {m["onnx_fp32_macro_f1"]:.4f} |
-| ONNX INT8 (dynamic) | {m["int8_accuracy"]:.4f} | {m["int8_macro_f1"]:.4f} |
-| tf-idf + logistic regression | {m["baseline_accuracy"]:.4f} | {m["baseline_macro_f1"]:.4f} |
+| model | accuracy | macro-F1 | recall negative | recall neutral | recall positive |
+|---|---|---|---|---|---|
+| fine-tuned MiniLM (torch) | {m["accuracy"]:.4f} | {m["macro_f1"]:.4f} | {_recalls(m["recall"])} |
+| ONNX FP32 | {m["onnx_fp32_accuracy"]:.4f} | {m["onnx_fp32_macro_f1"]:.4f} | |
+| ONNX INT8 (dynamic) | {m["int8_accuracy"]:.4f} | {m["int8_macro_f1"]:.4f} | {_recalls(m["int8_recall"])} |
+| tf-idf + logistic regression (C {m["baseline_c"]:g}) | {m["baseline_accuracy"]:.4f} | \
+{m["baseline_macro_f1"]:.4f} | {_recalls(m["baseline_recall"])} |
+| majority class of the training part | {m["majority_class_accuracy"]:.4f} | | |
+
+The baseline's C was chosen from {list(C_GRID)} by {CV_FOLDS}-fold cross-validation grouped by editorial on the
+training part only ({CV_SCORING}); the test editorials were not used to choose anything.
 
 INT8 minus FP32 accuracy: {m["int8_accuracy_delta"]:+.4f}; INT8/FP32 label agreement {m["int8_fp32_agreement"]:.4f}.
 ONNX Runtime vs torch max abs logit difference: {m["onnx_max_abs_diff"]}.

@@ -30,8 +30,13 @@ NYT_MEMBER = "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt"
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 NEGATIVE_BELOW = -0.5
 POSITIVE_ABOVE = 0.5
-# One sentence in five goes to the held-out split (80/20), decided by the sentence id alone.
+# One editorial in five goes to the held-out split (about 80/20 of the sentences), decided by the document id
+# alone: every sentence of an editorial sits on the same side, so no editorial's wording or topic leaks.
 TEST_BUCKETS = 5
+SPLIT_RULE = (
+    f"by editorial: sha256(document id, the part of the sentence id before '_') first 8 bytes big-endian "
+    f"mod {TEST_BUCKETS} == 0 -> test; every sentence of an editorial on one side"
+)
 
 
 @dataclass(frozen=True)
@@ -148,14 +153,26 @@ def label_of(means: np.ndarray) -> np.ndarray:
     return np.where(means < NEGATIVE_BELOW, 0, np.where(means > POSITIVE_ABOVE, 2, 1)).astype(np.int64)
 
 
-def is_held_out(ids: list[str]) -> np.ndarray:
-    """Boolean mask, True for the ~20 % test split, from the sha256 of each sentence id.
+def document_of(ids: list[str]) -> list[str]:
+    """The editorial (document) id of each sentence id `"<document>_<sentence>"`."""
+    documents = []
+    for sentence_id in ids:
+        document, separator, _ = sentence_id.partition("_")
+        if not separator or not document:
+            raise ValueError(f"sentence id {sentence_id!r} is not '<document>_<sentence>'")
+        documents.append(document)
+    return documents
 
-    A cryptographic hash (unlike Python's salted `hash()`) gives the same split on every machine and run, and
-    a sentence keeps its side of the split when others are added or removed.
+
+def is_held_out(ids: list[str]) -> np.ndarray:
+    """Boolean mask, True for the test split (~20 % of the editorials), from the sha256 of each document id.
+
+    A cryptographic hash (unlike Python's salted `hash()`) gives the same split on every machine and run; an
+    editorial keeps its side when others are added or removed, and all its sentences share that side.
     """
     buckets = [
-        int.from_bytes(hashlib.sha256(i.encode("utf-8")).digest()[:8], "big") % TEST_BUCKETS for i in ids
+        int.from_bytes(hashlib.sha256(d.encode("utf-8")).digest()[:8], "big") % TEST_BUCKETS
+        for d in document_of(ids)
     ]
     return np.asarray(buckets, dtype=np.int64) == 0
 

@@ -105,6 +105,23 @@ def test_metrics_are_consistent(built: tuple[Path, dict[str, Any]]) -> None:
     assert json.loads(json.dumps(metrics)) == metrics
 
 
+def test_card_reports_recall_per_class_and_the_tuned_baseline(built: tuple[Path, dict[str, Any]]) -> None:
+    model_dir, metrics = built
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["data"]["split"].startswith("by editorial")
+    for key in ("recall", "baseline_recall", "int8_recall"):
+        assert set(metrics[key]) == set(data.LABELS), key
+    # Recall per class is the confusion matrix's diagonal over its row sums.
+    confusion = np.array(metrics["confusion"]["baseline"])
+    rows = confusion.sum(axis=1)
+    expected = np.divide(np.diag(confusion), rows, out=np.zeros(3), where=rows > 0)
+    np.testing.assert_allclose([metrics["baseline_recall"][name] for name in data.LABELS], expected)
+    assert metrics["baseline_c"] in card["recipe"]["baseline"]["c_grid"]
+    assert set(metrics["baseline_cv_macro_f1"]) == {repr(float(c)) for c in card["recipe"]["baseline"]["c_grid"]}
+    assert metrics["baseline_cv_macro_f1"][repr(metrics["baseline_c"])] == max(metrics["baseline_cv_macro_f1"].values())
+    assert metrics["train_documents"] > 5 and metrics["test_documents"] > 0
+
+
 @pytest.mark.parametrize("variant", ["model.onnx", "model.int8.onnx"])
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_onnx_runs_at_batch_sizes_and_lengths(

@@ -1,4 +1,4 @@
-"""The sentiment data loader: pinned sdist, in-memory parsing, label thresholds and the hashed 80/20 split."""
+"""The sentiment data loader: pinned sdist, in-memory parsing, label thresholds and the 80/20 split by editorial."""
 
 from __future__ import annotations
 
@@ -29,13 +29,23 @@ def test_label_of_returns_int64_per_rating() -> None:
     assert labels.shape == (2,)
 
 
-def test_split_is_a_stable_hash_of_the_id() -> None:
+def test_split_is_a_stable_hash_of_the_document() -> None:
     ids = [f"{doc}_{sentence}" for doc in range(1, 200) for sentence in range(1, 8)]
     first = data.is_held_out(ids)
     assert np.array_equal(first, data.is_held_out(list(ids)))
     # Membership depends on the id alone, not on its position or neighbours.
     assert np.array_equal(data.is_held_out(ids[::-1])[::-1], first)
     assert 0.15 < first.mean() < 0.25
+    # Every sentence of a document shares its side, whatever its sentence number.
+    by_document = first.reshape(199, 7)
+    assert (by_document == by_document[:, :1]).all()
+    assert data.is_held_out(["12_1"])[0] == data.is_held_out(["12_999"])[0]
+
+
+def test_document_of_rejects_an_id_without_a_document() -> None:
+    assert data.document_of(["17_3", "204_11"]) == ["17", "204"]
+    with pytest.raises(ValueError, match="'173'"):
+        data.document_of(["173"])
 
 
 def test_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -61,8 +71,10 @@ def test_split_is_disjoint_complete_and_deterministic(sentences: data.Sentences)
     again_train, again_test = data.split(sentences)
     assert train.ids == again_train.ids and test.ids == again_test.ids
     assert not set(train.ids) & set(test.ids)
+    # No editorial has sentences on both sides.
+    assert not set(data.document_of(train.ids)) & set(data.document_of(test.ids))
     assert sorted(train.ids + test.ids) == sorted(sentences.ids)
-    assert 0.17 < len(test) / len(sentences) < 0.23
+    assert 0.15 < len(test) / len(sentences) < 0.23
     # Every class is present on both sides.
     assert (np.bincount(data.label_of(test.means), minlength=3) > 100).all()
     assert (np.bincount(data.label_of(train.means), minlength=3) > 500).all()
