@@ -14,16 +14,20 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
 
-from duet.dicom_synth import synth_study
+from duet.dicom_synth import synth_image, synth_study
+from transformers_pre.dicom.decode import decode_pixels
+from transformers_pre.dicom.geometry import plan_view, preview_step, render
 from transformers_pre.dicom.study import (
     DecodePools,
     chest_wall_hint,
     laterality_of,
     prepare_image,
+    prepare_pixels,
     prepare_study,
     read_study,
     view_of,
 )
+from transformers_pre.dicom.window import apply_table, build_table, stored_range, voi_kind
 from transformers_pre.errors import BadRequest, Unprocessable
 from transformers_pre.settings import DicomSettings
 
@@ -151,5 +155,72 @@ def test_a_decoder_process_dying_mid_view_is_a_422_and_the_pool_recovers() -> No
         time.sleep(0.5)
         (prepared,) = asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
         assert prepared.pixels.shape == (64, 52)
+    finally:
+        pools.shutdown()
+
+
+@pytest.mark.parametrize(("voi", "bits", "photometric"), [("window", 12, "MONOCHROME2"), ("none", 14, "MONOCHROME1"),
+                                                         ("voi_lut", 16, "MONOCHROME2")])
+def test_native_pixels_read_in_place_give_the_pydicom_path_s_picture(voi: str, bits: int, photometric: str) -> None:
+    image = synth_image(61, rows=2048, columns=1664, bits=bits, voi=voi, photometric=photometric, n_lesions=2,
+                        degraded=False)
+    blob = image.to_bytes()
+    (study,) = read_study([blob], DicomSettings())
+    in_place = prepare_pixels(blob, study.header, study.laterality, (256, 208), resolution_aware=False)
+    # The reference: pydicom decodes (a copy), the same crop-before-window code renders it.
+    decoded = decode_pixels(blob, study.header.transfer_syntax, 0)
+    kind = voi_kind(study.header.dataset)
+    window = build_table(study.header.dataset, stored_range=stored_range(decoded) if kind == "fallback" else None)
+    step = preview_step(decoded.shape)
+    transform = plan_view(apply_table(decoded[::step, ::step], window), step, decoded.shape, (256, 208),
+                          chest_wall_hint(study.header.dataset, study.laterality))
+    x0, y0, x1, y1 = transform.crop
+    reference = render(apply_table(decoded[y0:y1, x0:x1], window), transform, (256, 208))
+    assert in_place.transform == transform
+    np.testing.assert_array_equal(in_place.pixels, reference)
+    # The default path averages 2^r blocks of stored values first: the same picture up to edge rounding.
+    reduced = prepare_pixels(blob, study.header, study.laterality, (256, 208))
+    assert reduced.transform.grid_step == 4 and reduced.transform.resized == transform.resized
+    difference = np.abs(reduced.pixels - reference) * 255
+    assert np.percentile(difference, 99) <= 4 and difference.mean() < 1.0
+    np.testing.assert_allclose(reduced.transform.to_model(image.boxes), transform.to_model(image.boxes), atol=1.0)
+
+
+def test_bits_above_bits_stored_are_ignored_as_pydicom_ignores_them() -> None:
+    image = synth_image(62, rows=256, columns=208, bits=12, n_lesions=1, degraded=False)
+    clean = image.to_bytes()
+    stored = image.dataset.pixel_array.copy()
+    image.dataset.PixelData = (stored | 0xA000).astype("<u2").tobytes()  # garbage in the 4 unused high bits
+    dirty = image.to_bytes()
+    pictures = []
+    for blob in (clean, dirty):
+        (study,) = read_study([blob], DicomSettings())
+        pictures += [prepare_pixels(blob, study.header, study.laterality, (128, 104), resolution_aware=aware).pixels
+                     for aware in (True, False)]
+    np.testing.assert_array_equal(pictures[0], pictures[2])
+    np.testing.assert_array_equal(pictures[1], pictures[3])
+
+
+def test_an_unexpected_error_while_preparing_an_image_is_a_422_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands in for a codec or numeric library raising its own exception type on one file's pixels.
+    import transformers_pre.dicom.study as study_module
+
+    blobs = [image.to_bytes() for image in synth_study(63, images=2, rows=128, columns=104)]
+    images = read_study(blobs, DicomSettings())
+    original = study_module.render
+
+    calls = []
+
+    def failing_render(windowed, transform, model_hw):
+        calls.append(transform)
+        if len(calls) == 2:  # the second image (one worker thread: images in request order)
+            raise ValueError("codec said no")
+        return original(windowed, transform, model_hw)
+
+    monkeypatch.setattr(study_module, "render", failing_render)
+    pools = DecodePools(DicomSettings(decode_workers=1))
+    try:
+        with pytest.raises(Unprocessable, match=r"image 1: the pixel data could not be processed \(ValueError\)"):
+            asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
     finally:
         pools.shutdown()
