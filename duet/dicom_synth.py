@@ -10,7 +10,9 @@ Stored geometry: left breasts are stored chest wall left (PatientOrientation A),
 wall right (PatientOrientation P), as mammograms are usually hung. The ground truth (`SynthImage.boxes`) is in
 stored pixels: (x_min, y_min, x_max, y_max), pixel (r, c) covering [c, c+1) x [r, r+1).
 
-Everything is deterministic per seed (pixels, UIDs, patient).
+Everything is deterministic per seed (pixels, UIDs, patient). Phantoms are seeded in the TEST namespace of
+`predictors.seed_spaces` (or HELD_OUT when asked), which by construction shares no random stream with the
+detector's training or build-time held-out phantoms, whatever the seed and view index.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from predictors.detector.phantom import CLASS_NAMES, make_phantom
+from predictors.seed_spaces import Namespace, phantom_seed
 
 MG_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 Photometric = Literal["MONOCHROME2", "MONOCHROME1"]
@@ -186,10 +189,12 @@ def synth_image(
     n_lesions: int | None = None,
     degraded: bool | None = None,
     study_seed: int | None = None,
+    namespace: Namespace = Namespace.TEST,
 ) -> SynthImage:
     """One synthetic MG image.
 
-    seed: the phantom (`make_phantom` gets `np.random.default_rng([seed, index])`).
+    seed: the phantom, with `index` and `namespace` (`make_phantom` gets a generator seeded by
+    `predictors.seed_spaces.phantom_seed(namespace, seed, index)`); seed and index in [0, 2**32).
     study_seed: seeds the patient and the study/series UIDs, so images of one study share them (default `seed`).
     rows, columns: stored size in pixels (16 .. 4096 x 3328 and beyond); bits: BitsStored (12, 14 or 16, in 16
     allocated bits); photometric, voi, syntax: see the module docstring and VOIS / SYNTAXES.
@@ -203,8 +208,8 @@ def synth_image(
     if (laterality, view) not in ORIENTATION:
         raise ValueError(f"laterality/view must be one of {list(ORIENTATION)}, got {(laterality, view)}")
     study_seed = seed if study_seed is None else study_seed
-    phantom = make_phantom(np.random.default_rng([seed, index]), rows, columns, n_lesions=n_lesions,
-                           degraded=degraded)
+    phantom = make_phantom(np.random.default_rng(phantom_seed(namespace, seed, index)), rows, columns,
+                           n_lesions=n_lesions, degraded=degraded)
     image, boxes = phantom.image, phantom.boxes.copy()
     if laterality == "R":
         image = image[:, ::-1]
@@ -325,6 +330,11 @@ def synth_command(
         bool | None,
         typer.Option("--degraded/--diagnostic", help="Force non-diagnostic or diagnostic images (default: drawn)."),
     ] = None,
+    held_out: Annotated[
+        bool,
+        typer.Option("--held-out/--test-set",
+                     help="Seed phantoms in the held-out evaluation namespace instead of the test namespace."),
+    ] = False,
 ) -> None:
     """Write synthetic MG studies and a `truth.json` per study (boxes in stored pixels).
 
@@ -340,7 +350,7 @@ def synth_command(
                     study.append(synth_image(
                         seed + number, index=index, laterality=side, view=view, rows=rows, columns=columns,
                         bits=bits, photometric=photometric, voi=voi, syntax=syntax, n_lesions=lesions,
-                        degraded=degraded,
+                        degraded=degraded, namespace=Namespace.HELD_OUT if held_out else Namespace.TEST,
                     ))
                     progress.advance(task)
                 write_study(study, out if studies == 1 else out / f"study_{seed + number:05d}")
