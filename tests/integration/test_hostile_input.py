@@ -118,9 +118,10 @@ def _with_codestream(image: SynthImage, codestream: bytes, **attributes: object)
     return _save(ds)
 
 
-def hostile_corpus(good: SynthImage, j2k: SynthImage) -> list[Case]:
+def hostile_corpus(good: SynthImage, j2k: SynthImage, lut: SynthImage) -> list[Case]:
     """The malformed and hostile files of issue 11, each built from a valid synthetic mammogram (`good`
-    uncompressed, `j2k` JPEG 2000) of the study they are sent with, so only the defect can fail them."""
+    uncompressed, `j2k` JPEG 2000, `lut` with a VOI LUT Sequence) of the study they are sent with, so only the
+    defect can fail them."""
     blob = good.to_bytes()
     rng = np.random.default_rng(11)
     codestream = next(generate_frames(j2k.dataset.PixelData, number_of_frames=1))
@@ -136,6 +137,8 @@ def hostile_corpus(good: SynthImage, j2k: SynthImage) -> list[Case]:
     non_numeric_window = dcmread(BytesIO(blob))
     non_numeric_window.add_new(0x00281050, "LO", "abc")  # Window Center, as text
     non_numeric_window.add_new(0x00281051, "LO", "wide")  # Window Width
+    bad_lut = dcmread(BytesIO(lut.to_bytes()))
+    bad_lut.VOILUTSequence[0].LUTDescriptor = [0, 0, 99]
     zero_pixels = dcmread(BytesIO(blob))
     zero_pixels.PixelData = b""
     bad = frozenset(range(400, 500))
@@ -154,6 +157,7 @@ def hostile_corpus(good: SynthImage, j2k: SynthImage) -> list[Case]:
         Case("missing window", _edited(good, WindowCenter=None, WindowWidth=None), frozenset({200})),  # fallback
         Case("window width 0", _edited(good, WindowWidth=0), bad, "Window Width 0"),
         Case("non-numeric window", _save(non_numeric_window), bad, "are not numbers"),
+        Case("VOI LUT of 99 bits per entry", _save(bad_lut), bad, "99 bits per entry"),
         Case("RGB", _edited(good, PhotometricInterpretation="RGB", SamplesPerPixel=3), bad, "RGB"),
         Case("YBR", _edited(good, PhotometricInterpretation="YBR_FULL", SamplesPerPixel=3), bad, "YBR_FULL"),
         Case("FOR PROCESSING", _edited(good, PresentationIntentType="FOR PROCESSING"), bad, "for processing"),
@@ -200,18 +204,19 @@ def images() -> dict[str, SynthImage]:
     """Three views of one study: the valid first image, and the bases of the hostile second image."""
     return {"first": synth_image(71, study_seed=70, laterality="L", view="CC", **SIZE),
             "good": synth_image(72, study_seed=70, laterality="R", view="CC", **SIZE),
-            "j2k": synth_image(73, study_seed=70, laterality="R", view="MLO", syntax="j2k", **SIZE)}
+            "j2k": synth_image(73, study_seed=70, laterality="R", view="MLO", syntax="j2k", **SIZE),
+            "lut": synth_image(74, study_seed=70, laterality="L", view="MLO", voi="voi_lut", **SIZE)}
 
 
 def test_the_corpus_bases_are_a_valid_study(stack: LocalStack, images) -> None:
     # Otherwise a case could fail for a reason of the study (a duplicate instance), not its own defect.
-    for base in ("good", "j2k"):
+    for base in ("good", "j2k", "lut"):
         reply = _infer(stack, [images["first"].to_bytes(), images[base].to_bytes()])
         assert reply.status_code == 200, reply.text
 
 
 def test_hostile_corpus_is_refused_with_4xx_naming_problem_and_image(stack: LocalStack, images) -> None:
-    corpus = hostile_corpus(images["good"], images["j2k"])
+    corpus = hostile_corpus(images["good"], images["j2k"], images["lut"])
     good = images["first"].to_bytes()
     problems = {}
     for case in corpus:
@@ -299,7 +304,7 @@ def test_no_patient_data_in_any_log_or_metric(stack: LocalStack, images) -> None
                     "data": [base64.b64encode(first.to_bytes()).decode(), base64.b64encode(good.to_bytes()).decode()]}],
         "parameters": {"report": "sr"}})
     assert reply.status_code == 200, reply.text  # the success path, with the SR that copies the patient module
-    for case in hostile_corpus(good, j2k):
+    for case in hostile_corpus(good, j2k, images["lut"]):
         _infer(stack, [first.to_bytes(), case.blob])
     secrets = {secret for image in images.values() for secret in image.patient.secrets}
     assert len(secrets) == 4  # one patient (one study): family and given name, ID, birth date

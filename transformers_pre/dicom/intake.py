@@ -8,7 +8,8 @@ attributes (Modality, Photometric Interpretation, sizes, UIDs of classes and syn
 | file larger than `max_file_bytes`, Rows/Columns over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
 | a preamble holding an executable header (PE `MZ`, ELF, Mach-O, a `#!` script: a DICOM/executable polyglot), not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
 | Window Center/Width that are not numbers (when they are the VOI applied) | 400 |
-| a Window Width the VOI LUT Function does not allow (0, negative) | 422 |
+| a Window Width the VOI LUT Function does not allow (0, negative), a VOI LUT of other than 8 to 16 bits per entry | 422 |
+| a VOI LUT Descriptor without 3 values, or with fewer data values than it declares | 400 |
 | Modality not MG, a "for processing" image, a Breast Tomosynthesis image or any multi-frame image (more frames than `max_frames`), Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
 
 Caps are checked on header values, so a header claiming 65535 x 65535 pixels is refused before any allocation.
@@ -165,6 +166,7 @@ def _check_window(ds: Dataset, index: int) -> None:
     numbers with a width the VOI LUT Function allows (PS3.3 C.11.2.1.2: at least 1, above 0 for LINEAR_EXACT)."""
     sequence = ds.get("VOILUTSequence")
     if sequence and sequence[0].get("LUTDescriptor") is not None and sequence[0].get("LUTData") is not None:
+        _check_voi_lut(sequence[0], index)
         return
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
@@ -181,6 +183,22 @@ def _check_window(ds: Dataset, index: int) -> None:
         raise Unprocessable(f"Window Width {width_value:g} is not valid for VOI LUT Function {function} "
                             f"(must be {'above 0' if function == 'LINEAR_EXACT' else 'at least 1'})",
                             image_index=index)
+
+
+def _check_voi_lut(item: Dataset, index: int) -> None:
+    """The VOI LUT the pipeline will apply: a three-value descriptor (entries, first mapped value, 8 to 16 bits
+    per entry; PS3.3 C.11.2.1.1.1) and at least as many data values as entries."""
+    descriptor = list(item.LUTDescriptor)
+    if len(descriptor) != 3:
+        raise BadRequest(f"the VOI LUT Descriptor has {len(descriptor)} values; it needs 3", image_index=index)
+    entries, bits = int(descriptor[0]) or 2**16, int(descriptor[2])
+    if not 8 <= bits <= 16:
+        raise Unprocessable(f"the VOI LUT has {bits} bits per entry; 8 to 16 are allowed", image_index=index)
+    data = item.LUTData
+    # Entries of more than 8 bits are stored in 16-bit words.
+    count = len(data) if isinstance(data, (list, tuple, MultiValue)) else len(bytes(data)) // (1 if bits == 8 else 2)
+    if count < entries:
+        raise BadRequest(f"the VOI LUT holds {count} entries; its descriptor declares {entries}", image_index=index)
 
 
 def _validate(

@@ -80,3 +80,23 @@ def test_a_window_ignored_for_a_voi_lut_sequence_is_not_checked(image: SynthImag
         ds.WindowCenter, ds.WindowWidth = 100, 0
 
     assert read_header(_rewritten(with_lut, zero_width), 0, DicomSettings()).rows == 64
+
+
+def test_a_voi_lut_of_unsupported_bits_or_short_data_is_refused() -> None:
+    with_lut = synth_image(33, rows=64, columns=52, voi="voi_lut", degraded=False)
+
+    def bits(ds) -> None:
+        ds.VOILUTSequence[0].LUTDescriptor = [0, 0, 99]
+
+    def short(ds) -> None:
+        item = ds.VOILUTSequence[0]
+        item.LUTDescriptor = [4096, 0, 16]
+        item.LUTData = bytes(200)  # 100 16-bit entries
+
+    def two_values(ds) -> None:
+        ds.VOILUTSequence[0].LUTDescriptor = [4096, 0]
+
+    _refused(_rewritten(with_lut, bits), Unprocessable, "99 bits per entry")
+    _refused(_rewritten(with_lut, short), BadRequest, "holds 100 entries; its descriptor declares 4096")
+    _refused(_rewritten(with_lut, two_values), BadRequest, "Descriptor has 2 values")
+    assert read_header(with_lut.to_bytes(), 0, DicomSettings()).rows == 64
