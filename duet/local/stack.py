@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 import httpx
 
@@ -178,7 +178,7 @@ class LocalStack:
         return self.logs["transformer"]
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -28,7 +28,7 @@ def _pytriton_root() -> Path:
     spec = find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
         raise TritonUnavailable("the nvidia-pytriton package is not installed")
-    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
     if not (root / "bin" / "tritonserver").exists():
         raise TritonUnavailable(f"no tritonserver binary under {root}")
     return root
