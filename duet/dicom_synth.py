@@ -4,7 +4,10 @@ Real MG "for presentation" files (Digital Mammography X-Ray Image Storage - For 
 phantom generator (`predictors.detector.phantom`): sizes up to 4096 x 3328, 12/14/16-bit, MONOCHROME1 or
 MONOCHROME2, with a window (LINEAR, two-valued, LINEAR_EXACT or SIGMOID), with a VOI LUT Sequence or with no VOI
 at all, left/right x CC/MLO, written in Explicit VR Little Endian, RLE Lossless, JPEG-LS Lossless or JPEG 2000
-Lossless. Patients are synthetic (random names, IDs and birth dates) so tests can check they never reach a log.
+Lossless. Headers are those of a conformant MG IOD (dicom3tools' `dciodvfy` reports no error; only voi="none"
+leaves out the VOI a "for presentation" image must carry, on purpose), with what vendors write: Pixel Intensity
+Relationship LOG and its sign, identity rescale, Presentation LUT Shape IDENTITY/INVERSE per photometric
+interpretation, breast anatomic region, view and (empty) view modifier codes. Patients are synthetic (random names, IDs and birth dates) so tests can check they never reach a log.
 
 Stored geometry: left breasts are stored chest wall left (PatientOrientation A), right breasts mirrored, chest
 wall right (PatientOrientation P), as mammograms are usually hung. The ground truth (`SynthImage.boxes`) is in
@@ -62,6 +65,7 @@ BITS: tuple[int, ...] = (12, 14, 16)
 # The study's hanging order; a study of n images takes the first n.
 VIEWS: tuple[tuple[str, str], ...] = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
+BREAST_CODE = ("76752008", "Breast")
 # PatientOrientation (row direction, column direction) per laterality and view.
 ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
 UID_ROOT = "duet-synth"
@@ -125,6 +129,13 @@ def _uid(seed: int, *parts: object) -> UID:
     """A deterministic UID under the 2.25 (UUID-derived) root, from a hash of the seed and the parts."""
     digest = hashlib.sha256("/".join([UID_ROOT, str(seed), *map(str, parts)]).encode()).digest()
     return UID(f"2.25.{int.from_bytes(digest[:16], 'big') >> 1}")
+
+
+def _code(value: str, meaning: str, scheme: str = "SCT") -> Dataset:
+    """One Code Sequence item."""
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
 
 
 def synth_patient(seed: int) -> SynthPatient:
@@ -246,16 +257,31 @@ def synth_image(
     ds.BurnedInAnnotation = "NO"
     ds.ImageLaterality = laterality
     ds.ViewPosition = view
-    code, meaning = VIEW_CODES[view]
-    view_code = Dataset()
-    view_code.CodeValue, view_code.CodingSchemeDesignator, view_code.CodeMeaning = code, "SCT", meaning
+    view_code = _code(*VIEW_CODES[view])
+    # Standard views have no modifier (no magnification, spot compression, ...); the sequence is Type 2.
+    view_code.ViewModifierCodeSequence = Sequence([])
     ds.ViewCodeSequence = Sequence([view_code])
+    ds.AnatomicRegionSequence = Sequence([_code(*BREAST_CODE)])
+    ds.BodyPartExamined = "BREAST"
+    ds.OrganExposed = "BREAST"
+    ds.PositionerType = "MAMMOGRAPHIC"
+    ds.DetectorType = "DIRECT"
+    ds.BreastImplantPresent = "NO"
+    ds.PositionReferenceIndicator = ""
+    ds.AcquisitionContextSequence = Sequence([])
     ds.PatientOrientation = ORIENTATION[(laterality, view)]
     spacing = f"{0.07 * 4096 / rows:.4f}"
     ds.ImagerPixelSpacing = [spacing, spacing]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
     ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    # Stored values rise with attenuation (log of the transmitted intensity), as "for presentation" MG is written:
+    # MONOCHROME2 stores less X-ray intensity as higher values (sign -1), MONOCHROME1 the opposite (+1).
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME2" else 1
+    # Identity rescale, so stored values keep their meaning for the window and the pipeline's Modality LUT.
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
+    ds.LossyImageCompression = "00"  # every syntax written here is lossless
     ds.Rows, ds.Columns = rows, columns
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
     ds.PixelRepresentation = 0

@@ -151,6 +151,16 @@ def test_cli_rejects_bad_options(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "syntax" in result.output
 
 
+def test_vendor_like_headers_match_the_photometric_interpretation() -> None:
+    for photometric, shape, sign in (("MONOCHROME2", "IDENTITY", -1), ("MONOCHROME1", "INVERSE", 1)):
+        ds = dcmread(BytesIO(synth_image(6, photometric=photometric, **SIZE).to_bytes()))
+        assert ds.PresentationLUTShape == shape and ds.PixelIntensityRelationshipSign == sign
+        assert ds.PixelIntensityRelationship == "LOG" and ds.LossyImageCompression == "00"
+        assert (float(ds.RescaleSlope), float(ds.RescaleIntercept), ds.RescaleType) == (1.0, 0.0, "US")
+        assert ds.ViewCodeSequence[0].ViewModifierCodeSequence == []
+        assert ds.AnatomicRegionSequence[0].CodeValue == "76752008" and ds.OrganExposed == "BREAST"
+
+
 @pytest.mark.slow
 def test_full_size_mammogram() -> None:
     image = synth_image(12, rows=4096, columns=3328, bits=16, syntax="explicit", n_lesions=2, degraded=False)
