@@ -27,6 +27,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 from pydantic import ValidationError
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import DuetError
@@ -168,6 +169,36 @@ async def duet_error_handler(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=int(error.status), content={"error": error.message})
 
 
+class BodyTooLarge(HTTPException):
+    """A body without Content-Length (chunked) grew past the limit while it was read. An HTTPException, because
+    FastAPI turns any other exception raised while reading a body into its own 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"the request body is over the limit of {limit} bytes")
+
+
+async def body_too_large_handler(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, BodyTooLarge)
+    logger.warning("request failed: 413 %s", error.detail)
+    return JSONResponse(status_code=413, content={"error": error.detail})
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """`receive` that raises BodyTooLarge once more than `limit` body bytes have arrived."""
+    seen = 0
+
+    async def receive_counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return receive_counted
+
+
 def describe_validation_error(error: RequestValidationError, limit: int = 3) -> str:
     """FastAPI's validation errors as one v2 error message: where and what, never the offending values
     (they may hold patient data)."""
@@ -248,6 +279,8 @@ class RequestContextMiddleware:
         token = REQUEST_ID.set(request_id)
         try:
             refusal = _refusal(request)
+            if refusal is None and "content-length" not in request.headers:
+                receive = _counted(receive, settings().max_request_bytes)
             await (refusal or self.app)(scope, receive, send_with_headers)
         finally:
             REQUEST_ID.reset(token)
@@ -258,6 +291,7 @@ class RequestContextMiddleware:
 # specific exception class, and the first matching route, so these win over KServe's catch-alls.
 kserve_app.add_exception_handler(DuetError, duet_error_handler)
 kserve_app.add_exception_handler(RequestValidationError, validation_error_handler)
+kserve_app.add_exception_handler(BodyTooLarge, body_too_large_handler)
 kserve_app.add_api_route("/metrics", metrics_handler, methods=["GET"])
 kserve_app.add_middleware(RequestContextMiddleware)
 

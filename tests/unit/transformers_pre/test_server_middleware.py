@@ -6,6 +6,8 @@ optional bearer token.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -38,6 +40,7 @@ def _app() -> FastAPI:
     app.add_exception_handler(server.DuetError, server.duet_error_handler)
     app.add_exception_handler(RequestValidationError, server.validation_error_handler)
     app.add_middleware(server.RequestContextMiddleware)
+    app.add_exception_handler(server.BodyTooLarge, server.body_too_large_handler)
     return app
 
 
@@ -113,3 +116,17 @@ async def test_bearer_token_when_set(configured) -> None:
     assert right.status_code == 200
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://duet") as client:
         assert (await client.get("/v2/health/ready")).status_code == 200  # probes need no token
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413_with_a_v2_error(configured) -> None:
+    configured(max_request_bytes=2048)
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a" * 4096]}]}).encode()
+
+    async def chunks():  # no Content-Length: counted as it arrives
+        for start in range(0, len(body), 512):
+            yield body[start:start + 512]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://duet") as client:
+        reply = await client.post("/v2/models/m/infer", content=chunks(), headers={"content-type": "application/json"})
+    assert reply.status_code == 413
+    assert reply.json() == {"error": "the request body is over the limit of 2048 bytes"}
