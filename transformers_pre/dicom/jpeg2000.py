@@ -192,6 +192,8 @@ def _set_reduction(image, codestream: Codestream, reduction: int) -> None:
     """
     rows, columns = codestream.reduced_shape(reduction)
     tile = image.tile[0]
-    mode, _, layers, *rest = tile.args
-    image._size = (columns, rows)
-    image.tile = [tile._replace(extents=(0, 0, columns, rows), args=(mode, reduction, layers, *rest))]
+    codec, _, offset, (mode, _, layers, *rest) = tile
+    fields = (codec, (0, 0, columns, rows), offset, (mode, reduction, layers, *rest))
+    image._size = (columns, rows)  # the one size attribute Pillow's ImageFile.load reads
+    # Pillow >= 11 keeps tiles as ImageFile._Tile named tuples, older releases as plain tuples, in the same order.
+    image.tile = [type(tile)._make(fields) if hasattr(tile, "_make") else fields]

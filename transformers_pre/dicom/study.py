@@ -206,7 +206,9 @@ def prepare_pixels(
         codestream = check_codestream(frame, header.rows, header.columns, header.bits_allocated,
                                       header.bits_stored, header.signed, header.index)
         if resolution_aware:
-            return _prepare_reduced(frame, codestream, header, hint, model_hw, started)
+            reduced = _prepare_reduced(frame, codestream, header, hint, model_hw, started)
+            if reduced is not None:
+                return reduced
     elif syntax in NATIVE_IN_PLACE:
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
         raw = native_pixels(blob, element, header.rows, header.columns, header.bits_allocated, header.signed,
@@ -264,8 +266,10 @@ def _render(decoded_image: np.ndarray, window: WindowTable, transform: ViewTrans
 
 
 def _prepare_reduced(frame: bytes, codestream: Codestream, header: ImageHeader, hint: bool | None,
-                     model_hw: tuple[int, int], started: float) -> ViewPixels:
-    """JPEG 2000 / HTJ2K at reduced resolution.
+                     model_hw: tuple[int, int], started: float) -> ViewPixels | None:
+    """JPEG 2000 / HTJ2K at reduced resolution; None when there is nothing to leave out, or when the decoder
+    refuses the reduction (tile-part headers may declare fewer levels than the main header): the caller then
+    decodes at full resolution.
 
     The first decode is one level finer than the whole image would need (the breast crop is smaller than the
     image, usually by less than half per side); the breast is found on it. When the crop turns out to need a
@@ -274,7 +278,12 @@ def _prepare_reduced(frame: bytes, codestream: Codestream, header: ImageHeader, 
     rows, columns = header.rows, header.columns
     dtype = np.dtype(f"{'int' if header.signed else 'uint'}{header.bits_allocated}")
     first = max(0, min(codestream.levels, coarsest_reduction(columns, rows, model_hw) - 1))
-    image = decode_reduced(frame, codestream, first, dtype, header.index)
+    if first == 0:
+        return None
+    try:
+        image = decode_reduced(frame, codestream, first, dtype, header.index)
+    except BadRequest:
+        return None
     kind = voi_kind(header.dataset)
     window = build_table(header.dataset, stored_range=stored_range(image) if kind == "fallback" else None)
     step = preview_step(image.shape)
@@ -285,7 +294,10 @@ def _prepare_reduced(frame: bytes, codestream: Codestream, header: ImageHeader, 
     if needed < first:
         stored_box = on_grid(transform, (rows, columns), grid.step, grid.offset).stored_crop
         grid = codestream.grid(needed)
-        image = decode_reduced(frame, codestream, needed, dtype, header.index)
+        try:
+            image = decode_reduced(frame, codestream, needed, dtype, header.index)
+        except BadRequest:
+            return None
         (ox, oy), finer_rows, finer_columns = grid.offset, *image.shape
         crop = (max(0, int(np.floor((stored_box[0] - ox) / grid.step))),
                 max(0, int(np.floor((stored_box[1] - oy) / grid.step))),
