@@ -116,7 +116,9 @@ def up(
     earlier = {name: config.run_dir / f"{name}.log" for name in ("predictor", "transformer")}
     follower = LogFollower(stack.logs, output, {name: p.stat().st_size for name, p in earlier.items() if p.exists()})
     stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal or ssh session must stop the stack in order, not orphan its children
+    # (they run in their own sessions, so the hang-up reaches only duet up).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stopping.set())
     try:
         with output.status("starting the predictor and the transformers..."):
