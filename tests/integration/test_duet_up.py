@@ -75,18 +75,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture(scope="module")
-def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    run_dir = tmp_path_factory.mktemp("duet-up")
+def _start_duet_up(run_dir: Path) -> dict:
+    """`duet up` serving sentiment behind Triton on free ports, its output to a file; returns once it is ready."""
     http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
-    stdout = (run_dir / "stdout").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "duet.cli", "up", "--model=sentiment", "--predictor=triton",
-         f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
-         f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={run_dir}",
-         f"--model-repository={model_repository()}", f"--bearer-token={TOKEN}"],
-        stdout=stdout, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    with (run_dir / "stdout").open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "duet.cli", "up", "--model=sentiment", "--predictor=triton",
+             f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
+             f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={run_dir}",
+             f"--model-repository={model_repository()}", f"--bearer-token={TOKEN}"],
+            stdout=stdout, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     url = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
@@ -95,15 +94,21 @@ def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 break
         except httpx.HTTPError:
             time.sleep(0.25)
+    if process.poll() is not None:
+        raise AssertionError((run_dir / "stdout").read_text()[-3000:])
+    return {"process": process, "url": url, "grpc": f"127.0.0.1:{grpc}", "run_dir": run_dir,
+            "stdout": run_dir / "stdout"}
+
+
+@pytest.fixture(scope="module")
+def duet_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    started = _start_duet_up(tmp_path_factory.mktemp("duet-up"))
     try:
-        assert process.poll() is None, (run_dir / "stdout").read_text()[-3000:]
-        yield {"process": process, "url": url, "grpc": f"127.0.0.1:{grpc}", "run_dir": run_dir,
-               "stdout": run_dir / "stdout"}
+        yield started
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=120)
-        stdout.close()
+        if started["process"].poll() is None:
+            started["process"].send_signal(signal.SIGTERM)
+            started["process"].wait(timeout=120)
 
 
 def test_bearer_token_is_required_on_rest_and_grpc_when_set(duet_up: dict) -> None:
@@ -195,3 +200,16 @@ def test_output_off_a_terminal_is_one_json_object_per_line_with_children_lines_u
     assert messages[-1]["message"] == "stopped."
     wrapped = [json.loads(line) for line in lines if json.loads(line).get("logger") == "predictor"]
     assert wrapped, "Triton's own lines should be wrapped in JSON objects"
+
+
+def test_sighup_stops_the_stack_in_order_too(tmp_path: Path) -> None:
+    # A closed terminal or ssh session: duet up must not die and orphan Triton (the children are in their own
+    # sessions, so only duet up gets the hang-up).
+    started = _start_duet_up(tmp_path)
+    process = started["process"]
+    children = _descendants(process.pid)
+    assert children
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=120) == 0
+    assert [pid for pid in children if _alive(pid)] == []
+    assert json.loads(started["stdout"].read_bytes().splitlines()[-1])["message"] == "stopped."
