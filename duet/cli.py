@@ -57,12 +57,17 @@ def models_build(
 ) -> None:
     """Train, export, verify and install the models (cached by recipe hash)."""
     from predictors.build import ALIASES, build_model
+    from predictors.gates import QualityGateError
 
     names = [ALIASES[only.value]] if only else ["mammo_detector", "sentiment"]
     with progress_bar() as progress:
         for name in names:
             started = time.monotonic()
-            card = build_model(name, out, cache_dir(), progress, quick=quick, force=force, say=console.print)
+            try:
+                card = build_model(name, out, cache_dir(), progress, quick=quick, force=force, say=console.print)
+            except QualityGateError as error:
+                console.print(f"[red]{error}[/] (not installed)")
+                raise typer.Exit(1) from None
             metrics = card.get("metrics", {})
             shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             console.print(f"[green]{name}[/] ready in {time.monotonic() - started:.0f}s  {shown}")

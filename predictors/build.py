@@ -18,6 +18,7 @@ from typing import Any
 from rich.progress import Progress
 
 from .cards import package_versions
+from .gates import check_gates, floors_for, gates_markdown
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 BUILDERS = {"mammo_detector": "detector", "sentiment": "sentiment"}
@@ -76,8 +77,15 @@ def build_model(
     quick: bool = False,
     force: bool = False,
     say: Callable[[str], None] = print,
+    floors: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Build (or fetch from the cache) one model into `repository/<model>`; returns its card."""
+    """Build (or fetch from the cache) one model into `repository/<model>`; returns its card.
+
+    Before anything is installed, and for an installed build too, its metrics are checked against `floors`
+    (default: `predictors.gates.FLOORS` for the full or quick build); a metric below its floor raises
+    `QualityGateError` and leaves the repository as it was. The floors and measured values go on the card.
+    """
+    floors = floors_for(model, quick) if floors is None else floors
     builder = importlib.import_module(f"predictors.{BUILDERS[model]}.build")
     recipe = builder.recipe(quick=quick)
     stamp = f"{model}-{'quick-' if quick else ''}{recipe_hash(model, recipe)}"
@@ -85,7 +93,9 @@ def build_model(
     cached = cache / "models" / stamp
     if not force and (model_dir / STAMP).exists() and (model_dir / STAMP).read_text().strip() == stamp:
         say(f"{model}: up to date ({stamp})")
-        return json.loads((model_dir / "card.json").read_text())
+        card = json.loads((model_dir / "card.json").read_text())
+        gates = check_gates(model, card.get("metrics", {}), floors)
+        return card if card.get("quality_gates") == gates else _record_gates(model_dir, card, gates)
     if force or not (cached / STAMP).exists():
         say(f"{model}: building recipe {stamp}")
         partial = cached.with_name(cached.name + ".partial")
@@ -97,5 +107,19 @@ def build_model(
         partial.rename(cached)
     else:
         say(f"{model}: cached build {stamp}")
+    card = json.loads((cached / "card.json").read_text())
+    gates = check_gates(model, card.get("metrics", {}), floors)
     _install(cached, model_dir, stamp)
-    return json.loads((model_dir / "card.json").read_text())
+    return _record_gates(model_dir, card, gates)
+
+
+def _record_gates(model_dir: Path, card: dict[str, Any], gates: dict[str, Any]) -> dict[str, Any]:
+    """Put the gate record on the installed card (card.json and README.md); returns the card."""
+    card = {**card, "quality_gates": gates}
+    (model_dir / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    readme = model_dir / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        text = text.split("\n## Quality gates\n", 1)[0].rstrip() + "\n"
+        readme.write_text(text + "\n" + gates_markdown(gates))
+    return card

@@ -117,3 +117,10 @@ def test_onnx_runs_at_batch(quick_build: tuple[Path, dict, dict], batch: int) ->
     # Each image is decoded on its own: the first image's detections do not depend on the rest of the batch.
     alone = session.run(None, {"image": images[:1]})
     np.testing.assert_allclose(alone[1][0], scores[0], atol=1e-5)
+
+
+def test_quick_build_passes_its_quick_quality_gate(quick_build: tuple[Path, dict, dict]) -> None:
+    from predictors.gates import check_gates, floors_for
+
+    _, _, metrics = quick_build
+    assert check_gates("mammo_detector", metrics, floors_for("mammo_detector", quick=True))["passed"]

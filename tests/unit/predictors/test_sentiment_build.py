@@ -236,3 +236,10 @@ def test_contract_check_rejects_a_wrong_graph(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     with pytest.raises(ExportMismatchError, match="logits"):
         check_contract(_session(path))
+
+
+def test_quick_build_passes_its_quick_quality_gate(built: tuple[Path, dict[str, Any]]) -> None:
+    from predictors.gates import check_gates, floors_for
+
+    _, metrics = built
+    assert check_gates("sentiment", metrics, floors_for("sentiment", quick=True))["passed"]
