@@ -114,3 +114,18 @@ def test_gates_markdown_lists_each_floor() -> None:
     record = check_gates("mammo_detector", DETECTOR_MEASURED, floors_for("mammo_detector", quick=False))
     text = gates_markdown(record)
     assert text.count("\n| ") == 1 + len(record["floors"]) and "| map50 | 0.68 | 0.7273 |" in text
+
+
+def test_duet_models_build_exits_1_naming_the_failing_metric(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from duet.cli import app
+
+    _cached_build(tmp_path / "cache", {"accuracy": 0.15})
+    monkeypatch.setenv("DUET_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["models", "build", "--only", "sentiment", "--quick",
+                                      "--out", str(tmp_path / "repository")])
+    assert result.exit_code == 1
+    assert "sentiment: quality gate failed: accuracy 0.1500 is below its floor" in " ".join(result.output.split())
+    assert not (tmp_path / "repository" / "sentiment" / "1" / "model.onnx").exists()
