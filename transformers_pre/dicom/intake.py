@@ -83,7 +83,8 @@ def _short(value: object) -> str:
 
 
 def _read_meta(blob: bytes, index: int) -> tuple[Dataset | None, int]:
-    """The Part 10 file meta group and the offset right after it; (None, 0) when there is no Part 10 header."""
+    """The Part 10 file meta group (only its Transfer Syntax UID, the one attribute the pipeline reads) and the
+    offset right after it; (None, 0) when there is no Part 10 header."""
     fp = BytesIO(blob)
     try:
         if read_preamble(fp, False) is None:
@@ -91,10 +92,14 @@ def _read_meta(blob: bytes, index: int) -> tuple[Dataset | None, int]:
     except InvalidDicomError:
         return None, 0
     try:
-        meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
+        read = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
                             stop_when=lambda tag, vr, length: tag.group != 2)
-        for tag in list(meta.keys()):
-            _ = meta[tag].value  # pydicom converts lazily: a corrupt element fails here, not later
+        # pydicom converts values lazily, and a corrupt element (found by fuzzing: an unknown VR) would fail at
+        # any later access; copying out the one attribute needed confines that to here.
+        meta = Dataset()
+        syntax = read.get("TransferSyntaxUID")
+        if syntax is not None:
+            meta.TransferSyntaxUID = UID(str(syntax))
     except Exception:  # noqa: BLE001 - a corrupt meta group can fail anywhere in the reader
         raise BadRequest("the DICOM file meta information (group 0002) is unreadable", image_index=index) from None
     return meta, fp.tell()

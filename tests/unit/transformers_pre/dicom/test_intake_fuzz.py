@@ -18,6 +18,8 @@ from duet.paths import ROOT
 pytest.importorskip("atheris", reason="atheris (dev extra, Linux) runs the fuzz target")
 
 FUZZ_SECONDS = int(os.environ.get("DUET_FUZZ_SECONDS", "20"))
+# A fixed seed makes the suite's run repeat the same mutations; set DUET_FUZZ_SEED=0 for a random one.
+FUZZ_SEED = int(os.environ.get("DUET_FUZZ_SEED", "11"))
 
 
 def _seed_corpus(folder: Path) -> None:
@@ -41,7 +43,8 @@ def test_dicom_intake_survives_fuzzing(tmp_path: Path) -> None:
     _seed_corpus(corpus)
     run = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "fuzz" / "fuzz_dicom_intake.py"), str(corpus),
-         f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048", "-timeout=10", "-print_final_stats=1"],
+         f"-max_total_time={FUZZ_SECONDS}", f"-seed={FUZZ_SEED}", "-rss_limit_mb=2048", "-timeout=10",
+         "-print_final_stats=1"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
         timeout=FUZZ_SECONDS + 240, check=False,
     )

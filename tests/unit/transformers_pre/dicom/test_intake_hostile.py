@@ -100,3 +100,21 @@ def test_a_voi_lut_of_unsupported_bits_or_short_data_is_refused() -> None:
     _refused(_rewritten(with_lut, short), BadRequest, "holds 100 entries; its descriptor declares 4096")
     _refused(_rewritten(with_lut, two_values), BadRequest, "Descriptor has 2 values")
     assert read_header(with_lut.to_bytes(), 0, DicomSettings()).rows == 64
+
+
+@pytest.mark.parametrize("element", [b"\x02\x00\x10\x00UI", b"\x08\x00\x16\x00UI"],
+                         ids=["TransferSyntaxUID", "SOPClassUID"])
+def test_a_needed_element_with_an_unknown_vr_is_a_400(image: SynthImage, element: bytes) -> None:
+    # Found by the fuzz target: pydicom raises NotImplementedError on first access (KServe would answer 501).
+    blob = image.to_bytes()
+    assert element in blob
+    with pytest.raises(BadRequest) as caught:
+        read_header(blob.replace(element, element[:4] + b"YU", 1), 2, DicomSettings())
+    assert caught.value.image_index == 2
+
+
+def test_an_unknown_vr_in_an_element_nobody_reads_is_tolerated(image: SynthImage) -> None:
+    element = b"\x02\x00\x12\x00UI"  # Implementation Class UID
+    blob = image.to_bytes()
+    assert element in blob
+    assert read_header(blob.replace(element, element[:4] + b"YU", 1), 0, DicomSettings()).rows == 64
