@@ -448,6 +448,8 @@ async def prepare_study(
             raise Unprocessable("the pixel data could not be decoded: the decoder process crashed",
                                 image_index=image.index)
         if isinstance(result, DuetError):
+            if result.image_index is None:  # raised by a stage that does not know the image (window, decode)
+                raise type(result)(result.message, image_index=image.index) from None
             raise result
         if isinstance(result, MemoryError):
             raise PayloadTooLarge("the image is too large to process with the memory available",
