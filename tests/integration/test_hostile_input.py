@@ -139,6 +139,10 @@ def hostile_corpus(good: SynthImage, j2k: SynthImage, lut: SynthImage) -> list[C
     non_numeric_window.add_new(0x00281051, "LO", "wide")  # Window Width
     bad_lut = dcmread(BytesIO(lut.to_bytes()))
     bad_lut.VOILUTSequence[0].LUTDescriptor = [0, 0, 99]
+    bad_modality_lut = dcmread(BytesIO(blob))
+    modality_lut = Dataset()
+    modality_lut.LUTDescriptor, modality_lut.ModalityLUTType, modality_lut.LUTData = [4096, 0, 99], "OD", bytes(8192)
+    bad_modality_lut.ModalityLUTSequence = [modality_lut]
     zero_pixels = dcmread(BytesIO(blob))
     zero_pixels.PixelData = b""
     bad = frozenset(range(400, 500))
@@ -158,6 +162,7 @@ def hostile_corpus(good: SynthImage, j2k: SynthImage, lut: SynthImage) -> list[C
         Case("window width 0", _edited(good, WindowWidth=0), bad, "Window Width 0"),
         Case("non-numeric window", _save(non_numeric_window), bad, "are not numbers"),
         Case("VOI LUT of 99 bits per entry", _save(bad_lut), bad, "99 bits per entry"),
+        Case("Modality LUT of 99 bits per entry", _save(bad_modality_lut), bad, "LUT cannot be applied"),
         Case("RGB", _edited(good, PhotometricInterpretation="RGB", SamplesPerPixel=3), bad, "RGB"),
         Case("YBR", _edited(good, PhotometricInterpretation="YBR_FULL", SamplesPerPixel=3), bad, "YBR_FULL"),
         Case("FOR PROCESSING", _edited(good, PresentationIntentType="FOR PROCESSING"), bad, "for processing"),
