@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom import dcmread
 
 from duet.dicom_synth import BITS, PHOTOMETRICS, SYNTAXES, VOIS, synth_image, synth_study
 from transformers_pre.dicom.findings import StudyFindings
