@@ -68,6 +68,7 @@ from .window import (
     canonical_table,
     stored_range,
     voi_kind,
+    within_bits_stored,
 )
 
 logger = logging.getLogger("duet.mammography")
@@ -213,15 +214,17 @@ def prepare_pixels(
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
         raw = native_pixels(blob, element, header.rows, header.columns, header.bits_allocated, header.signed,
                             header.index)
-        # Raw bit patterns: the table folds away bits above BitsStored; block means need them clear, so the
-        # reduced path takes the view only when every value is within BitsStored (else pydicom's decoder masks).
-        present = canonical_range(raw, header.bits_stored, header.signed)
-        if present is not None or not resolution_aware:
-            kind = voi_kind(header.dataset)
-            window = canonical_table(build_table(header.dataset, stored_range=present if kind == "fallback"
-                                                 else None), header.bits_stored, header.signed)
-            if kind != "fallback" or present is not None:
-                return _finish(raw, window, hint, model_hw, started, time.perf_counter(), resolution_aware)
+        # Raw bit patterns: the table folds away bits above BitsStored, but block means need them clear, and the
+        # fallback window needs the true range; with such bits set, block means are skipped (the full-resolution
+        # crop goes through the table) and a fallback window is left to pydicom's decoder, which masks them.
+        kind = voi_kind(header.dataset)
+        present = canonical_range(raw, header.bits_stored, header.signed) if kind == "fallback" else None
+        if kind != "fallback" or present is not None:
+            clean = present is not None or (
+                resolution_aware and within_bits_stored(raw, header.bits_stored, header.signed))
+            window = canonical_table(build_table(header.dataset, stored_range=present), header.bits_stored,
+                                     header.signed)
+            return _finish(raw, window, hint, model_hw, started, time.perf_counter(), resolution_aware and clean)
     stored = decode_pixels(blob, syntax, header.index, forced=header.forced)
     decoded = time.perf_counter()
     kind = voi_kind(header.dataset)

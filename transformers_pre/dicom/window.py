@@ -160,6 +160,17 @@ def canonical_range(stored: np.ndarray, bits_stored: int, signed: bool) -> tuple
     return (low, high) if high < (1 << bits_stored) else None
 
 
+def within_bits_stored(stored: np.ndarray, bits_stored: int, signed: bool) -> bool:
+    """Whether raw pixels hold no bits above BitsStored (unsigned: one max pass; none when BitsStored fills the
+    allocated bits)."""
+    if bits_stored >= stored.dtype.itemsize * 8:
+        return True
+    if signed:
+        limit = 1 << (bits_stored - 1)
+        return -limit <= int(stored.min()) and int(stored.max()) < limit
+    return int(stored.max()) < (1 << bits_stored)
+
+
 def stored_range(stored: np.ndarray) -> tuple[int, int]:
     """(smallest, largest) stored value of an image, as Python ints (for the fallback window)."""
     return int(stored.min()), int(stored.max())
