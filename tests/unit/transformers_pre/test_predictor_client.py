@@ -30,3 +30,29 @@ async def test_unreachable_predictor_is_503_after_bounded_retries(protocol: str)
     finally:
         await client.close()
     assert PREDICTOR_RETRIES.labels("sentiment")._value.get() - before == 2
+
+
+def test_grpc_messages_carry_raw_tensors_and_read_back_as_arrays() -> None:
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
+
+    from transformers_pre.errors import PredictorError
+    from transformers_pre.predictor import model_infer_outputs, model_infer_request
+
+    ids = np.arange(6, dtype=np.int64).reshape(2, 3)
+    request = model_infer_request("sentiment", {"input_ids": ids, "attention_mask": np.ones((2, 3), np.int64)},
+                                  ["logits"])
+    assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [
+        ("input_ids", "INT64", [2, 3]), ("attention_mask", "INT64", [2, 3])]
+    assert np.array_equal(np.frombuffer(request.raw_input_contents[0], np.int64).reshape(2, 3), ids)
+    assert [t.name for t in request.outputs] == ["logits"]
+
+    logits = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], np.float32)
+    reply = ModelInferResponse(model_name="sentiment")
+    reply.outputs.add(name="logits", datatype="FP32", shape=[2, 3])
+    reply.raw_output_contents.append(logits.tobytes())
+    assert np.array_equal(model_infer_outputs(reply, "sentiment", ["logits"])["logits"], logits)
+    with pytest.raises(PredictorError, match="no output"):
+        model_infer_outputs(reply, "sentiment", ["probabilities"])
+    del reply.raw_output_contents[:]
+    with pytest.raises(PredictorError, match="raw output contents"):
+        model_infer_outputs(reply, "sentiment", ["logits"])
