@@ -54,6 +54,7 @@ def test_binary_tritonclient_matches_onnxruntime_directly(local_stack) -> None:
     client = triton_http.InferenceServerClient(local_stack.transformer_http.removeprefix("http://"))
     outputs = [triton_http.InferRequestedOutput(n, binary_data=True) for n in ("probabilities", "label", "entropy")]
     result = client.infer("sentiment", [_texts_tensor(HEADLINES)], outputs=outputs)
+    assert result.get_response()["model_name"] == "sentiment"
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (len(HEADLINES), 3) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities, _reference_probabilities(local_stack, HEADLINES), atol=1e-5)
@@ -67,8 +68,11 @@ def test_plain_json_request(local_stack) -> None:
     body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": HEADLINES[:2]}]}
     reply = httpx.post(f"{local_stack.transformer_http}/v2/models/sentiment/infer", json=body, timeout=30)
     assert reply.status_code == 200, reply.text
-    outputs = {output["name"]: output for output in reply.json()["outputs"]}
-    assert outputs["probabilities"]["shape"] == [2, 3]
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert body["model_name"] == "sentiment" and body["parameters"]["max_length"] > 0
+    outputs = {output["name"]: output for output in body["outputs"]}
+    assert outputs["probabilities"]["shape"] == [2, 3] and outputs["probabilities"]["datatype"] == "FP32"
     assert np.allclose(np.array(outputs["probabilities"]["data"]).reshape(2, 3).sum(axis=1), 1.0, atol=1e-5)
     assert set(outputs["label"]["data"]) <= {"negative", "neutral", "positive"}
 
