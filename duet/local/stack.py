@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,6 +103,17 @@ class _Child:
     restarts: int = 0
 
 
+def _die_with_parent_prefix() -> list[str]:
+    """A command prefix asking Linux to SIGTERM the child when the thread that started it dies (util-linux
+    `setpriv --pdeathsig`; the setting survives its exec), so that `duet up` killed outright still stops Triton and
+    the transformer in order. Empty where there is no setpriv (then only a stop or a crash of a child is covered)."""
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+DIE_WITH_PARENT = _die_with_parent_prefix()
+
+
 def kill_process_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     """Send `sig` to every process of the group `pgid` (a child started in its own session), if any is left."""
     try:
@@ -127,7 +139,11 @@ def process_group_members(pgid: int) -> list[int]:
 
 
 class LocalStack:
-    """The running processes of one local stack. Use as a context manager or call start()/stop()."""
+    """The running processes of one local stack. Use as a context manager or call start()/stop().
+
+    Start it from a thread that lives as long as the stack (the main thread, as `duet up` and the tests do):
+    on Linux its children are signalled to stop when that thread ends.
+    """
 
     def __init__(self, config: StackConfig, say: Callable[[str], None] = print,
                  log: Callable[[str, str], None] | None = None) -> None:
@@ -281,8 +297,11 @@ class LocalStack:
         log = self.config.run_dir / f"{name}.log"
         self.logs[name] = log
         handle = log.open("ab")
+        # The death signal follows the starting thread: restarts come from the supervisor thread, which
+        # therefore outlives its children (stop() terminates them before it joins the thread).
         self.processes[name] = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            [*DIE_WITH_PARENT, *command], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            start_new_session=True,
         )
         handle.close()
         child = self._children.get(name)
@@ -331,15 +350,15 @@ class LocalStack:
         kill_process_group(process.pid)
 
     def stop(self) -> None:
-        """Stop supervising, then stop the transformer first (its in-flight requests still reach the
-        predictor), then the predictor."""
+        """Stop supervising, stop the transformer first (its in-flight requests still reach the predictor), then
+        the predictor; the supervisor thread ends last, since children it restarted die with it."""
         self._stopping.set()
+        with self._lock:  # the supervisor checks `_stopping` under this lock: it restarts nothing from here on
+            for name in ("transformer", "predictor"):
+                self._terminate(name)
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join()
         self._supervisor = None
-        with self._lock:
-            for name in ("transformer", "predictor"):
-                self._terminate(name)
 
     def exited(self) -> str | None:
         """The name of a process that is down and not (yet) restarted, if any."""

@@ -213,3 +213,17 @@ def test_sighup_stops_the_stack_in_order_too(tmp_path: Path) -> None:
     assert process.wait(timeout=120) == 0
     assert [pid for pid in children if _alive(pid)] == []
     assert json.loads(started["stdout"].read_bytes().splitlines()[-1])["message"] == "stopped."
+
+
+def test_duet_up_killed_outright_takes_its_children_down(tmp_path: Path) -> None:
+    # SIGKILL leaves duet up no chance to stop anything: its children must notice (parent-death signal) and stop.
+    started = _start_duet_up(tmp_path)
+    process = started["process"]
+    children = _descendants(process.pid)
+    assert len(children) >= 3
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.5)
+    assert [pid for pid in children if _alive(pid)] == []
