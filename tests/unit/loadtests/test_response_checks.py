@@ -1,10 +1,10 @@
-"""The locustfile's response checks fail on responses that break the v2 contract, not only on statuses."""
+"""The load tests' response checks fail on responses that break the v2 contract, not only on statuses."""
 
 from __future__ import annotations
 
 import pytest
 
-from loadtests.locustfile import check_tensor
+from loadtests.checks import check_tensor
 
 
 def outputs(**tensors: dict) -> dict[str, dict]:
