@@ -49,7 +49,6 @@ from pydicom.uid import (
 )
 
 from ..errors import BadRequest, PayloadTooLarge, Unprocessable
-from ..metrics import DECODED_IMAGES
 from .jpeg2000 import Codestream, read_codestream
 
 # Transfer syntax -> the pydicom decoding plugin pinned for it ("" = pydicom's own native decoder).
@@ -131,7 +130,6 @@ def decode_pixels(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool
     if pixels.ndim != 2:
         raise Unprocessable(f"decoded pixel data has shape {list(pixels.shape)}, expected one monochrome frame",
                             image_index=index)
-    DECODED_IMAGES.labels(syntax_name(transfer_syntax)).inc()
     return pixels
 
 

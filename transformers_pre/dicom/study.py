@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
-from ..metrics import STAGE_SECONDS, STUDY_IMAGES
+from ..metrics import DECODED_IMAGES, STAGE_SECONDS, STUDY_IMAGES
 from ..settings import DicomSettings
 from .decode import (
     JPEG2000_SYNTAXES,
@@ -47,6 +47,7 @@ from .decode import (
     jpeg2000_frame,
     locate_pixel_data,
     native_pixels,
+    syntax_name,
 )
 from .geometry import (
     ViewTransform,
@@ -312,6 +313,9 @@ def _prepare_reduced(frame: bytes, codestream: Codestream, header: ImageHeader, 
 
 
 def _assemble(image: StudyImage, view: ViewPixels, model_name: str) -> PreparedImage:
+    # Counted here, in the serving process, whichever path decoded the pixels (in place, reduced JPEG 2000, a
+    # codec) and wherever it ran (a thread or a worker process, whose counters would never be exported).
+    DECODED_IMAGES.labels(syntax_name(image.header.transfer_syntax)).inc()
     for name, seconds in view.seconds.items():
         STAGE_SECONDS.labels(model_name, name).observe(seconds)
     return PreparedImage(image=image, pixels=view.pixels, transform=view.transform, voi=view.voi)

@@ -228,3 +228,23 @@ def test_an_unexpected_error_while_preparing_an_image_is_a_422_naming_it(monkeyp
             asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
     finally:
         pools.shutdown()
+
+
+@pytest.mark.parametrize(("syntax", "name"), [("explicit", "Explicit VR Little Endian"),
+                                              ("j2k", "JPEG 2000 Image Compression (Lossless Only)"),
+                                              ("jpegls", "JPEG-LS Lossless Image Compression")])
+def test_every_prepared_image_is_counted_by_its_transfer_syntax(syntax: str, name: str) -> None:
+    """duet_decoded_images_total counts in the serving process, whatever path decoded the pixels (in place,
+    reduced JPEG 2000, a codec in a worker process)."""
+    from transformers_pre.metrics import DECODED_IMAGES
+
+    study = synth_study(57, images=2, rows=256, columns=208, syntax=syntax, degraded=False)
+    blobs = [image.to_bytes() for image in study]
+    images = read_study(blobs, DicomSettings())
+    before = DECODED_IMAGES.labels(name)._value.get()
+    pools = DecodePools(DicomSettings(decode_workers=2))
+    try:
+        asyncio.run(prepare_study(blobs, images, (128, 104), pools, "mammography"))
+    finally:
+        pools.shutdown()
+    assert DECODED_IMAGES.labels(name)._value.get() - before == 2
