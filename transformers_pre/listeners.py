@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import importlib.util
 from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
@@ -168,11 +167,4 @@ class BoundModelServer(ModelServer):
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()
-        if self.event_loop in ("auto", "uvloop") and importlib.util.find_spec("uvloop") is not None:
-            # KServe's own start runs its servers under asyncio.run's default loop whatever --event_loop says;
-            # uvloop's transports and scheduler take a measurable share off every request's CPU
-            # (docs/benchmarks.md). "asyncio" keeps the standard loop.
-            import uvloop
-
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(self._serve())
