@@ -88,6 +88,8 @@ def up(
                                     help="Public model to serve; repeat to serve several (default: both)."),
     int8: bool = typer.Option(False, envvar="DUET_INT8", help="Serve INT8 variants where built (CPU speed)."),
     workers: int = typer.Option(1, envvar="DUET_WORKERS", help="Transformer REST worker processes."),
+    onnx_threads: int = typer.Option(0, envvar="DUET_ONNX_THREADS", min=0,
+                                     help="ONNX Runtime threads per model in the local Triton (0: one per core but one)."),
     tensorrt: bool = typer.Option(False, envvar="DUET_TENSORRT",
                                   help="ONNX Runtime predictor: use TensorRT where onnxruntime-gpu offers it."),
     max_request_bytes: int = typer.Option(
@@ -112,7 +114,7 @@ def up(
     config = StackConfig(
         model_repository=model_repository.resolve(), run_dir=run_dir.resolve(), http_port=http_port,
         grpc_port=grpc_port, triton=TritonPorts(triton_http_port, triton_grpc_port, triton_metrics_port),
-        predictor=predictor.value, models=tuple(dict.fromkeys(model)), int8=int8, workers=workers,
+        predictor=predictor.value, models=tuple(dict.fromkeys(model)), int8=int8, workers=workers, threads=onnx_threads,
         tensorrt=tensorrt, max_request_bytes=max_request_bytes,
         extra_env={"DUET_BEARER_TOKEN": bearer_token} if bearer_token else {},
     )

@@ -53,9 +53,10 @@ def onnx_threads(requested: int) -> int:
     """ONNX Runtime intra-op threads for the local predictor: `requested`, or with 0 one per core but one.
 
     Locally the transformer, tritonserver and the clients share the predictor's cores. Measured on 2 cores
-    (docs/benchmarks.md): one ONNX Runtime thread per core starves them and served fewer headlines per second
-    than leaving one core free; a batch of 8 costs ~3.3 ms of CPU per text on one thread against ~5.9 ms for a
-    batch of one, so throughput comes from Triton's batches, not from threads.
+    (docs/benchmarks.md), single headlines at 32 clients: one thread 286 requests/s and 3.2 ms of stub CPU per
+    request, two threads 250/s and 4.5 ms (small batches gain little from a second thread and pay for the
+    hand-offs). Requests of 8 texts are the exception (52 against 40 requests/s with two threads at 32 clients):
+    `duet up --onnx-threads` sets it.
     """
     return requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
 
