@@ -45,11 +45,12 @@ ERROR_KINDS = ("429", "503", "other")
 
 @dataclass
 class ProcessGroup:
-    """Named server processes whose CPU time (their descendants' included) is charged to requests."""
+    """Named server processes whose CPU time is charged to requests: the roots and/or all their descendants."""
 
     name: str
     pids: list[int]
-    children_only: bool = False  # e.g. Triton's Python-backend stubs, without tritonserver itself
+    roots: bool = True  # False: descendants only (Triton's Python-backend stubs, without tritonserver)
+    descendants: bool = True  # False: the roots only (tritonserver, without its stubs)
     _seen: dict[int, float] = field(default_factory=dict)
 
     def cpu_seconds(self) -> float:
@@ -57,7 +58,7 @@ class ProcessGroup:
         for pid in self.pids:
             try:
                 root = psutil.Process(pid)
-                members = root.children(recursive=True) + ([] if self.children_only else [root])
+                members = (root.children(recursive=True) if self.descendants else []) + ([root] if self.roots else [])
             except psutil.Error:
                 continue
             for process in members:
@@ -302,26 +303,13 @@ def plot_results(results: list[StepResult], ceilings: dict[int, dict[str, float]
     plt.close(figure)
 
 
-class TritonServerOnly(ProcessGroup):
-    """tritonserver itself, without its Python-backend stub children (counted on their own)."""
-
-    def cpu_seconds(self) -> float:
-        for pid in self.pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-                self._seen[pid] = times.user + times.system
-            except psutil.Error:
-                pass
-        return sum(self._seen.values())
-
-
 def stack_groups(stack) -> list[ProcessGroup]:
     """The local stack's processes as CPU accounts: transformer, predictor (server and its stubs apart)."""
     transformer = stack.processes["transformer"].pid
     predictor = stack.processes["predictor"].pid
     if stack.predictor_kind == "triton":
-        return [ProcessGroup("transformer", [transformer]), TritonServerOnly("tritonserver", [predictor]),
-                ProcessGroup("python stub", [predictor], children_only=True)]
+        return [ProcessGroup("transformer", [transformer]), ProcessGroup("tritonserver", [predictor], descendants=False),
+                ProcessGroup("python stub", [predictor], roots=False)]
     return [ProcessGroup("transformer", [transformer]), ProcessGroup("ORT predictor", [predictor])]
 
 
