@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from transformers_pre import registry
+
 from .paths import MODEL_REPOSITORY, RUN_DIR, cache_dir
 
 app = typer.Typer(help="duet: KServe transformers in front of Triton, for mammography and sentiment.",
@@ -43,9 +45,8 @@ class Predictor(str, Enum):
     onnxruntime = "onnxruntime"
 
 
-class Only(str, Enum):
-    detector = "detector"
-    sentiment = "sentiment"
+# `duet models build --only`: each model's build package.
+Only = Enum("Only", {spec.build_name: spec.build_name for spec in registry.MODELS.values()}, type=str)
 
 
 @models_app.command("build")
@@ -56,15 +57,17 @@ def models_build(
     force: bool = typer.Option(False, help="Rebuild even when the cache holds this recipe."),
 ) -> None:
     """Train, export, verify and install the models (cached by recipe hash)."""
-    from predictors.build import ALIASES, build_model
+    from predictors.build import build_model
     from predictors.gates import QualityGateError
 
-    names = [ALIASES[only.value]] if only else ["mammo_detector", "sentiment"]
+    specs = [registry.by_build_name(only.value)] if only else list(registry.MODELS.values())
     with progress_bar() as progress:
-        for name in names:
+        for spec in specs:
+            name = spec.triton_model
             started = time.monotonic()
             try:
-                card = build_model(name, out, cache_dir(), progress, quick=quick, force=force, say=console.print)
+                card = build_model(name, out, cache_dir(), progress, quick=quick, force=force, say=console.print,
+                                   builder=spec.builder)
             except QualityGateError as error:
                 console.print(f"[red]{error}[/] (not installed)")
                 raise typer.Exit(1) from None
@@ -84,8 +87,8 @@ def up(
     run_dir: Path = typer.Option(RUN_DIR, envvar="DUET_RUN_DIR", help="Logs and the generated local repository."),
     predictor: Predictor = typer.Option(Predictor.auto, envvar="DUET_PREDICTOR",
                                         help="Triton (bundled binary), the ONNX Runtime fallback, or auto."),
-    model: list[str] = typer.Option(["mammography", "sentiment"], "--model", envvar="DUET_MODELS",
-                                    help="Public model to serve; repeat to serve several (default: both)."),
+    model: list[str] = typer.Option(list(registry.NAMES), "--model", envvar="DUET_MODELS",
+                                    help="Public model to serve; repeat to serve several (default: all)."),
     int8: bool = typer.Option(False, envvar="DUET_INT8", help="Serve INT8 variants where built (CPU speed)."),
     workers: int = typer.Option(1, envvar="DUET_WORKERS", help="Transformer REST worker processes."),
     onnx_threads: int = typer.Option(0, envvar="DUET_ONNX_THREADS", min=0,
@@ -108,9 +111,9 @@ def up(
     from .local.triton import TritonPorts
 
     output = UpOutput(console)
-    unknown = sorted(set(model) - {"mammography", "sentiment"})
+    unknown = sorted(set(model) - set(registry.NAMES))
     if unknown:
-        raise typer.BadParameter(f"unknown model(s) {unknown}: mammography or sentiment")
+        raise typer.BadParameter(f"unknown model(s) {unknown}: one of {', '.join(registry.NAMES)}")
     config = StackConfig(
         model_repository=model_repository.resolve(), run_dir=run_dir.resolve(), http_port=http_port,
         grpc_port=grpc_port, triton=TritonPorts(triton_http_port, triton_grpc_port, triton_metrics_port),
@@ -265,20 +268,15 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
 
 @app.command()
 def infer(
-    model: str = typer.Argument(..., help="sentiment or mammography"),
+    model: str = typer.Argument(..., help=f"Public model: {', '.join(registry.NAMES)}."),
     inputs: list[str] = typer.Argument(..., help="Texts (sentiment) or DICOM files of one study (mammography)."),
     url: str = typer.Option("127.0.0.1:8080", envvar="DUET_URL", help="Transformers' REST host:port."),
     report: Path | None = typer.Option(None, help="mammography: ask for a DICOM SR and write it here."),
 ) -> None:
     """Send one real request to a running stack and print the result as a table."""
-    from .infer import infer_mammography, infer_sentiment
-
-    if model == "sentiment":
-        infer_sentiment(url, inputs, console)
-    elif model == "mammography":
-        infer_mammography(url, [Path(p) for p in inputs], console, report)
-    else:
-        raise typer.BadParameter("model must be sentiment or mammography")
+    if model not in registry.MODELS:
+        raise typer.BadParameter(f"model must be one of {', '.join(registry.NAMES)}")
+    registry.load(registry.model(model).show)(url, inputs, console, report)
 
 
 _mount_optional("dicom_synth", "dicom_app", "dicom")

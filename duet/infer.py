@@ -21,8 +21,10 @@ def _bytes_input(name: str, values: list[bytes]) -> httpclient.InferInput:
     return tensor
 
 
-def infer_sentiment(url: str, texts: list[str], console: Console) -> None:
-    """Score texts and print label, probabilities and entropy per text."""
+def infer_sentiment(url: str, texts: list[str], console: Console, report: Path | None = None) -> None:
+    """Score texts and print label, probabilities and entropy per text (`report` is for mammography only)."""
+    if report:
+        console.print("[yellow]--report is for mammography; ignored[/]")
     outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("probabilities", "label", "entropy")]
     try:
         result = _client(url).infer("sentiment", [_bytes_input("text", [t.encode() for t in texts])], outputs=outputs)
@@ -37,8 +39,9 @@ def infer_sentiment(url: str, texts: list[str], console: Console) -> None:
     console.print(table)
 
 
-def infer_mammography(url: str, files: list[Path], console: Console, report: Path | None) -> None:
+def infer_mammography(url: str, paths: list[str], console: Console, report: Path | None = None) -> None:
     """Send one study (1 to 4 DICOM files) and print findings per image, quality and the study risk."""
+    files = [Path(path) for path in paths]
     names = ["boxes", "scores", "labels", "image_index", "quality", "risk"] + (["report"] if report else [])
     outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in names]
     try:

@@ -8,7 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "predictors" / "model_repository"
 RUN_DIR = ROOT / ".duet" / "run"
-PREDICTOR_MODELS = {"mammography": "mammo_detector", "sentiment": "sentiment"}
 
 
 def cache_dir() -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import shutil
 from collections.abc import Callable
@@ -21,16 +22,17 @@ from .cards import package_versions
 from .gates import check_gates, floors_for, gates_markdown
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-BUILDERS = {"mammo_detector": "detector", "sentiment": "sentiment"}
-ALIASES = {"detector": "mammo_detector", "mammo_detector": "mammo_detector", "sentiment": "sentiment"}
 HASHED_PACKAGES = ["torch", "onnx", "onnxruntime", "transformers", "tokenizers", "numpy", "scikit-learn"]
 STAMP = ".recipe"
 
 
-def recipe_hash(model: str, recipe: dict[str, Any]) -> str:
-    """sha256 (first 16 hex digits) of the recipe, the build package's sources and the key package versions."""
+def recipe_hash(builder: str, recipe: dict[str, Any]) -> str:
+    """sha256 (first 16 hex digits) of the recipe, the sources of the build package `builder` (dotted, e.g.
+    "predictors.sentiment") and the key package versions."""
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
-    sources = sorted((PACKAGE_ROOT / BUILDERS[model]).rglob("*.py")) + [PACKAGE_ROOT / "cards.py"]
+    # find_spec locates the package without running its __init__ (which may import torch).
+    package = Path(importlib.util.find_spec(builder).submodule_search_locations[0]).resolve()
+    sources = sorted(package.rglob("*.py")) + [PACKAGE_ROOT / "cards.py"]
     for source in sources:
         digest.update(source.relative_to(PACKAGE_ROOT).as_posix().encode())
         digest.update(source.read_bytes())
@@ -74,21 +76,23 @@ def build_model(
     cache: Path,
     progress: Progress,
     *,
+    builder: str,
     quick: bool = False,
     force: bool = False,
     say: Callable[[str], None] = print,
     floors: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Build (or fetch from the cache) one model into `repository/<model>`; returns its card.
+    """Build (or fetch from the cache) one model into `repository/<model>` with the build package `builder`
+    (dotted, e.g. "predictors.sentiment": the model registry's `builder`); returns its card.
 
     Before anything is installed, and for an installed build too, its metrics are checked against `floors`
     (default: `predictors.gates.FLOORS` for the full or quick build); a metric below its floor raises
     `QualityGateError` and leaves the repository as it was. The floors and measured values go on the card.
     """
     floors = floors_for(model, quick) if floors is None else floors
-    builder = importlib.import_module(f"predictors.{BUILDERS[model]}.build")
-    recipe = builder.recipe(quick=quick)
-    stamp = f"{model}-{'quick-' if quick else ''}{recipe_hash(model, recipe)}"
+    build = importlib.import_module(f"{builder}.build")
+    recipe = build.recipe(quick=quick)
+    stamp = f"{model}-{'quick-' if quick else ''}{recipe_hash(builder, recipe)}"
     model_dir = repository / model
     cached = cache / "models" / stamp
     if not force and (model_dir / STAMP).exists() and (model_dir / STAMP).read_text().strip() == stamp:
@@ -101,7 +105,7 @@ def build_model(
         partial = cached.with_name(cached.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        builder.build(partial, recipe, progress)
+        build.build(partial, recipe, progress)
         (partial / STAMP).write_text(stamp + "\n")
         shutil.rmtree(cached, ignore_errors=True)
         partial.rename(cached)

@@ -30,26 +30,17 @@ _fresh_multiprocess_dir()
 from kserve import logging as kserve_logging
 from kserve import model_server
 
+from . import registry
 from .logs import log_config
 from .predictor import PredictorClient
 from .server import make_model_server
 from .settings import Settings
 
-MODEL_NAMES = ("mammography", "sentiment")
-
 
 def build_models(names: list[str], settings: Settings, predictor: PredictorClient) -> list:
-    """Instantiate and load the named public models (imports are lazy: each pulls its own stack)."""
-    models = []
-    for name in names:
-        if name == "sentiment":
-            from .text.model import SentimentModel
-
-            models.append(SentimentModel(settings, predictor))
-        elif name == "mammography":
-            from .dicom.model import MammographyModel
-
-            models.append(MammographyModel(settings, predictor))
+    """Instantiate and load the named public models (each class is imported only when served: it pulls its own
+    stack)."""
+    models = [registry.load(registry.model(name).transformer)(settings, predictor) for name in names]
     for model in models:
         model.load()
     return models
@@ -57,7 +48,7 @@ def build_models(names: list[str], settings: Settings, predictor: PredictorClien
 
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
-    parser.add_argument("--model", action="append", choices=MODEL_NAMES, required=True,
+    parser.add_argument("--model", action="append", choices=registry.NAMES, required=True,
                         help="Public model to serve; repeat to serve several.")
     parser.add_argument("--bind_address", default="0.0.0.0",
                         help="Address of the REST and gRPC listeners: every interface in a container; the local "

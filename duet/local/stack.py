@@ -29,7 +29,9 @@ from typing import Literal, Self
 
 import httpx
 
-from ..paths import MODEL_REPOSITORY, PREDICTOR_MODELS, ROOT, RUN_DIR
+from transformers_pre import registry
+
+from ..paths import MODEL_REPOSITORY, ROOT, RUN_DIR
 from . import repository, triton
 
 PredictorKind = Literal["auto", "triton", "onnxruntime"]
@@ -62,7 +64,7 @@ class StackConfig:
     grpc_port: int = 8081
     triton: triton.TritonPorts = field(default_factory=triton.TritonPorts)
     predictor: PredictorKind = "auto"
-    models: tuple[str, ...] = ("mammography", "sentiment")
+    models: tuple[str, ...] = registry.NAMES
     int8: bool = False
     threads: int = 0
     workers: int = 1
@@ -204,10 +206,10 @@ class LocalStack:
     def start(self) -> None:
         config = self.config
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        wanted = [PREDICTOR_MODELS[name] for name in config.models]
+        wanted = [registry.model(name).triton_model for name in config.models]
         served = repository.built_models(config.model_repository, wanted, config.int8)
         served_names = {model.name for model in served}
-        self.models = [name for name in config.models if PREDICTOR_MODELS[name] in served_names]
+        self.models = [name for name in config.models if registry.model(name).triton_model in served_names]
         for name in config.models:
             if name not in self.models:
                 self.say(f"[yellow]{name}: no built model in {config.model_repository} (run `duet models build`); not served[/]")

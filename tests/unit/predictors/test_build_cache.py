@@ -9,9 +9,10 @@ from predictors.build import STAMP, _install, recipe_hash
 
 def test_recipe_hash_is_stable_and_sensitive() -> None:
     recipe = {"seed": 0, "steps": 100, "lr": 1e-3}
-    assert recipe_hash("sentiment", recipe) == recipe_hash("sentiment", dict(reversed(list(recipe.items()))))
-    assert recipe_hash("sentiment", recipe) != recipe_hash("sentiment", {**recipe, "steps": 101})
-    assert recipe_hash("sentiment", recipe) != recipe_hash("mammo_detector", recipe)
+    sentiment = "predictors.sentiment"
+    assert recipe_hash(sentiment, recipe) == recipe_hash(sentiment, dict(reversed(list(recipe.items()))))
+    assert recipe_hash(sentiment, recipe) != recipe_hash(sentiment, {**recipe, "steps": 101})
+    assert recipe_hash(sentiment, recipe) != recipe_hash("predictors.detector", recipe)
 
 
 def test_install_replaces_built_files_and_keeps_the_config(tmp_path: Path) -> None:

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from rich.progress import Progress
 
-from predictors.build import BUILDERS, STAMP, build_model, recipe_hash
+from predictors.build import STAMP, build_model, recipe_hash
 from predictors.gates import FLOORS, QualityGateError, check_gates, floors_for, gates_markdown
+from transformers_pre.registry import MODELS
+
+SENTIMENT_BUILDER = MODELS["sentiment"].builder
 
 # What the shipped detector recipe measured (its card), the values the full floors sit just under.
 DETECTOR_MEASURED = {
@@ -24,7 +27,7 @@ DETECTOR_MEASURED = {
 
 
 def test_every_model_has_full_and_quick_floors_and_quick_ones_are_lower() -> None:
-    assert set(FLOORS) == set(BUILDERS)
+    assert set(FLOORS) == {spec.triton_model for spec in MODELS.values()}
     for model, modes in FLOORS.items():
         assert set(modes) == {"full", "quick"} and modes["full"] and modes["quick"], model
         for name, floor in modes["quick"].items():
@@ -67,7 +70,7 @@ def _cached_build(cache: Path, metrics: dict) -> str:
     """A cache entry for the quick sentiment recipe, as a finished build leaves it."""
     from predictors.sentiment.build import recipe
 
-    stamp = f"sentiment-quick-{recipe_hash('sentiment', recipe(quick=True))}"
+    stamp = f"sentiment-quick-{recipe_hash(SENTIMENT_BUILDER, recipe(quick=True))}"
     folder = cache / "models" / stamp
     (folder / "1").mkdir(parents=True)
     (folder / "1" / "model.onnx").write_bytes(b"onnx bytes")
@@ -81,8 +84,8 @@ def test_a_cached_build_below_its_floor_is_not_installed(tmp_path: Path) -> None
     _cached_build(tmp_path / "cache", {"accuracy": 0.55})
     repository = tmp_path / "repository"
     with Progress(disable=True) as progress, pytest.raises(QualityGateError, match="accuracy 0.5500 is below"):
-        build_model("sentiment", repository, tmp_path / "cache", progress, quick=True, say=lambda _: None,
-                    floors={"accuracy": 0.6})
+        build_model("sentiment", repository, tmp_path / "cache", progress, builder=SENTIMENT_BUILDER,
+                    quick=True, say=lambda _: None, floors={"accuracy": 0.6})
     assert not (repository / "sentiment" / "1" / "model.onnx").exists()
 
 
@@ -90,8 +93,8 @@ def test_a_passing_build_is_installed_with_its_gates_on_the_card_and_rechecked_l
     stamp = _cached_build(tmp_path / "cache", {"accuracy": 0.55})
     repository = tmp_path / "repository"
     with Progress(disable=True) as progress:
-        card = build_model("sentiment", repository, tmp_path / "cache", progress, quick=True, say=lambda _: None,
-                           floors={"accuracy": 0.5})
+        card = build_model("sentiment", repository, tmp_path / "cache", progress, builder=SENTIMENT_BUILDER,
+                           quick=True, say=lambda _: None, floors={"accuracy": 0.5})
         model_dir = repository / "sentiment"
         assert (model_dir / STAMP).read_text().strip() == stamp
         assert (model_dir / "1" / "model.onnx").read_bytes() == b"onnx bytes"
@@ -102,10 +105,10 @@ def test_a_passing_build_is_installed_with_its_gates_on_the_card_and_rechecked_l
         assert readme.count("## Quality gates") == 1 and "| accuracy | 0.5 | 0.5500 |" in readme
         # Already installed, then a floor is raised: the installed build fails too.
         with pytest.raises(QualityGateError, match="accuracy"):
-            build_model("sentiment", repository, tmp_path / "cache", progress, quick=True, say=lambda _: None,
-                        floors={"accuracy": 0.56})
-        again = build_model("sentiment", repository, tmp_path / "cache", progress, quick=True, say=lambda _: None,
-                            floors={"accuracy": 0.52})
+            build_model("sentiment", repository, tmp_path / "cache", progress, builder=SENTIMENT_BUILDER,
+                        quick=True, say=lambda _: None, floors={"accuracy": 0.56})
+        again = build_model("sentiment", repository, tmp_path / "cache", progress, builder=SENTIMENT_BUILDER,
+                            quick=True, say=lambda _: None, floors={"accuracy": 0.52})
     assert again["quality_gates"]["floors"] == {"accuracy": 0.52}
     assert (model_dir / "README.md").read_text().count("## Quality gates") == 1
 
