@@ -10,7 +10,6 @@ Both exit non-zero when something is wrong, so they work as deployment gates.
 
 from __future__ import annotations
 
-import base64
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,10 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from transformers_pre import registry
+
+from . import v2
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -199,25 +202,18 @@ class SmokeResult:
     seconds: float
 
 
-def text_input(name: str, texts: list[str]) -> dict:
-    """A v2 JSON BYTES input of texts (plain strings in JSON)."""
-    return {"name": name, "datatype": "BYTES", "shape": [len(texts)], "data": texts}
-
-
-def file_input(name: str, files: list[bytes]) -> dict:
-    """A v2 JSON BYTES input of binary files (base64 strings in JSON, as the duet transformers expect)."""
-    return {"name": name, "datatype": "BYTES", "shape": [len(files)],
-            "data": [base64.b64encode(f).decode("ascii") for f in files]}
-
-
 def outputs_by_name(body: dict) -> dict[str, dict]:
     return {output["name"]: output for output in body.get("outputs", [])}
+
+
+SENTIMENT_OUTPUTS = ("probabilities", "label", "entropy")
+MAMMOGRAPHY_OUTPUTS = ("boxes", "scores", "labels", "image_index", "quality", "risk")
 
 
 def check_sentiment(body: dict, n: int) -> str:
     """Validate a sentiment response for n texts against the contract; return a summary or raise ValueError."""
     out = outputs_by_name(body)
-    for name in ("probabilities", "label", "entropy"):
+    for name in SENTIMENT_OUTPUTS:
         if name not in out:
             raise ValueError(f"missing output {name!r}")
     if out["probabilities"]["shape"] != [n, SENTIMENT_CLASSES]:
@@ -235,7 +231,7 @@ def check_sentiment(body: dict, n: int) -> str:
 def check_mammography(body: dict, n_images: int) -> str:
     """Validate a mammography response for an n-image study; return a summary or raise ValueError."""
     out = outputs_by_name(body)
-    for name in ("boxes", "scores", "labels", "image_index", "quality", "risk"):
+    for name in MAMMOGRAPHY_OUTPUTS:
         if name not in out:
             raise ValueError(f"missing output {name!r}")
     m = out["scores"]["shape"][0]
@@ -251,30 +247,40 @@ def check_mammography(body: dict, n_images: int) -> str:
     return f"{m} findings, risk {risk:.3f}"
 
 
-def smoke_request(client: httpx.Client, base: str, host: str | None, model: str, payload: dict) -> dict:
-    """POST one v2 inference request; return the JSON body or raise ValueError naming the failure."""
-    headers = {"Host": host} if host else {}
-    response = client.post(f"{base}/v2/models/{model}/infer", json=payload, headers=headers)
+def smoke_request(client: httpx.Client, base: str, host: str | None, model: str,
+                  request: tuple[bytes, dict[str, str]]) -> dict:
+    """POST one v2 inference request (body and headers from `duet.v2.request_body`); return the JSON answer or
+    raise ValueError naming the failure."""
+    body, headers = request
+    response = client.post(f"{base}/v2/models/{model}/infer", content=body,
+                           headers={**headers, "Host": host} if host else headers)
     if response.status_code != 200:
         raise ValueError(f"HTTP {response.status_code}: {response.text[:300]}")
     return response.json()
 
 
-def smoke_model(client: httpx.Client, base: str, host: str | None, model: str, seed: int) -> SmokeResult:
-    """Send the model's smoke request and check the answer."""
-    started = time.perf_counter()
-    try:
-        if model == "sentiment":
-            payload = {"inputs": [text_input("text", SMOKE_TEXTS)]}
-            detail = check_sentiment(smoke_request(client, base, host, model, payload), len(SMOKE_TEXTS))
-        elif model == "mammography":
-            from .dicom_synth import synth_study
+def smoke_sentiment(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
+    """A batch of two texts; the answer checked by `check_sentiment` (`seed` unused: the texts are fixed)."""
+    request = v2.request_body([v2.bytes_input("text", SMOKE_TEXTS)], outputs=SENTIMENT_OUTPUTS)
+    return check_sentiment(smoke_request(client, base, host, "sentiment", request), len(SMOKE_TEXTS))
 
-            study = [image.to_bytes() for image in synth_study(seed, images=4)]
-            payload = {"inputs": [file_input("dicom", study)]}
-            detail = check_mammography(smoke_request(client, base, host, model, payload), len(study))
-        else:
-            return SmokeResult(model, False, "not a duet model", 0.0)
+
+def smoke_mammography(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
+    """A synthetic 4-view study from `seed`; the answer checked by `check_mammography`."""
+    from .dicom_synth import synth_study
+
+    study = [image.to_bytes() for image in synth_study(seed, images=4)]
+    request = v2.request_body([v2.bytes_input("dicom", study)], outputs=MAMMOGRAPHY_OUTPUTS)
+    return check_mammography(smoke_request(client, base, host, "mammography", request), len(study))
+
+
+def smoke_model(client: httpx.Client, base: str, host: str | None, model: str, seed: int) -> SmokeResult:
+    """Send the model's smoke request (its registry entry's `smoke`) and check the answer."""
+    started = time.perf_counter()
+    if model not in registry.MODELS:
+        return SmokeResult(model, False, "not a duet model", 0.0)
+    try:
+        detail = registry.load(registry.model(model).smoke)(client, base, host, seed)
     except (ValueError, KeyError, IndexError, TypeError, httpx.HTTPError) as exc:
         return SmokeResult(model, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
     return SmokeResult(model, True, detail, time.perf_counter() - started)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import tritonclient.http as httpclient
 from rich.console import Console
 from rich.table import Table
 from tritonclient.utils import InferenceServerException
 
+from .v2 import bytes_input
+
 
 def _client(url: str) -> httpclient.InferenceServerClient:
     return httpclient.InferenceServerClient(url=url.removeprefix("http://"), connection_timeout=10, network_timeout=120)
-
-
-def _bytes_input(name: str, values: list[bytes]) -> httpclient.InferInput:
-    tensor = httpclient.InferInput(name, [len(values)], "BYTES")
-    tensor.set_data_from_numpy(np.array(values, dtype=object), binary_data=True)
-    return tensor
 
 
 def infer_sentiment(url: str, texts: list[str], console: Console, report: Path | None = None) -> None:
@@ -27,7 +22,7 @@ def infer_sentiment(url: str, texts: list[str], console: Console, report: Path |
         console.print("[yellow]--report is for mammography; ignored[/]")
     outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("probabilities", "label", "entropy")]
     try:
-        result = _client(url).infer("sentiment", [_bytes_input("text", [t.encode() for t in texts])], outputs=outputs)
+        result = _client(url).infer("sentiment", [bytes_input("text", texts)], outputs=outputs)
     except InferenceServerException as error:
         console.print(f"[red]{error.status() or ''} {error.message()}[/]")
         raise SystemExit(1) from None
@@ -46,7 +41,7 @@ def infer_mammography(url: str, paths: list[str], console: Console, report: Path
     outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in names]
     try:
         result = _client(url).infer(
-            "mammography", [_bytes_input("dicom", [f.read_bytes() for f in files])], outputs=outputs,
+            "mammography", [bytes_input("dicom", [f.read_bytes() for f in files])], outputs=outputs,
             parameters={"report": "sr"} if report else None,
         )
     except InferenceServerException as error:

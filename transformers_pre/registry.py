@@ -32,7 +32,8 @@ class PublicModel:
     builder: the build package under `predictors/`; `<builder>.build` has `recipe(quick)` and
         `build(folder, recipe, progress)`. Its last part is the `duet models build --only` name.
     smoke: "module:function" sending one request and checking the answer for `duet cluster smoke`:
-        `(client, url, headers, seed) -> summary`, raising ValueError when the answer breaks the contract.
+        `(httpx_client, base_url, host_header, seed) -> summary`, raising ValueError when the answer breaks the
+        public contract (docs/api.md).
     show: "module:function" behind `duet infer <name> INPUTS...`: `(url, inputs, console, report) -> None`.
     """
 

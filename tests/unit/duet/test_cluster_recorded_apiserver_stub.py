@@ -3,13 +3,13 @@
 No Kubernetes API server can run here, so a real HTTP server on 127.0.0.1 answers the exact endpoints the
 `kubernetes` client calls with JSON recorded in the shape KServe 0.15+ and Kubernetes return (InferenceService
 list with KServe's status, PodList), honouring the label selectors. The smoke test's ingress is a second stub
-that checks what a real transformer would check (Host routing, v2 JSON, base64 DICOM that pydicom can read as MG)
+that checks what a real transformer would check (Host routing, a v2 request in the binary tensor extension, DICOM
+that pydicom can read as MG)
 and answers with contract-shaped outputs. Both are mocks of what cannot run here, hence the test names.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import threading
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from tritonclient.utils import deserialize_bytes_tensor
 from typer.testing import CliRunner
 
 cluster = pytest.importorskip("duet.cluster", reason="duet.cluster needs the kubernetes client (dev extra)")
@@ -304,7 +305,9 @@ def make_ingress_handler(log: IngressLog) -> type[BaseHTTPRequestHandler]:
     class Handler(JsonHandler):
 
         def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            header_length = int(self.headers.get("Inference-Header-Content-Length", len(raw)))
+            body = json.loads(raw[:header_length])
             host = self.headers["Host"]
             log.hosts.append(host)
             model = routes.get(host)
@@ -315,13 +318,16 @@ def make_ingress_handler(log: IngressLog) -> type[BaseHTTPRequestHandler]:
                 self.reply(503, {"error": "predictor unavailable: Triton at duet-mammography-predictor is not ready"})
                 return
             (tensor,) = body["inputs"]
+            size = tensor.get("parameters", {}).get("binary_data_size")
+            elements = list(deserialize_bytes_tensor(raw[header_length:header_length + size])) if size else []
             expected_input = "text" if model == "sentiment" else "dicom"
-            if (tensor["name"], tensor["datatype"], tensor["shape"]) != (expected_input, "BYTES",
-                                                                          [len(tensor["data"])]):
-                self.reply(400, {"error": f"expected input {expected_input!r} BYTES [n], got {tensor['name']!r}"})
+            if (tensor["name"], tensor["datatype"], tensor["shape"]) != (expected_input, "BYTES", [len(elements)]) \
+                    or header_length + size != len(raw):
+                self.reply(400, {"error": f"expected input {expected_input!r} BYTES [n] in the binary extension, "
+                                          f"got {tensor['name']!r}"})
                 return
             if model == "sentiment":
-                texts = tensor["data"]
+                texts = [element.decode() for element in elements]
                 log.texts.append(texts)
                 n = len(texts)
                 self.reply(200, contract_response(model, {
@@ -329,8 +335,7 @@ def make_ingress_handler(log: IngressLog) -> type[BaseHTTPRequestHandler]:
                     "label": ("BYTES", [n], ["positive"] * n),
                     "entropy": ("FP32", [n], [0.8018] * n)}))
             else:
-                study = [pydicom.dcmread(BytesIO(base64.b64decode(element, validate=True)))
-                         for element in tensor["data"]]
+                study = [pydicom.dcmread(BytesIO(element)) for element in elements]
                 log.studies.append(study)
                 n = len(study)
                 self.reply(200, contract_response(model, {
