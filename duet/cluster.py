@@ -206,14 +206,10 @@ def outputs_by_name(body: dict) -> dict[str, dict]:
     return {output["name"]: output for output in body.get("outputs", [])}
 
 
-SENTIMENT_OUTPUTS = ("probabilities", "label", "entropy")
-MAMMOGRAPHY_OUTPUTS = ("boxes", "scores", "labels", "image_index", "quality", "risk")
-
-
 def check_sentiment(body: dict, n: int) -> str:
     """Validate a sentiment response for n texts against the contract; return a summary or raise ValueError."""
     out = outputs_by_name(body)
-    for name in SENTIMENT_OUTPUTS:
+    for name in registry.model("sentiment").outputs:
         if name not in out:
             raise ValueError(f"missing output {name!r}")
     if out["probabilities"]["shape"] != [n, SENTIMENT_CLASSES]:
@@ -231,7 +227,7 @@ def check_sentiment(body: dict, n: int) -> str:
 def check_mammography(body: dict, n_images: int) -> str:
     """Validate a mammography response for an n-image study; return a summary or raise ValueError."""
     out = outputs_by_name(body)
-    for name in MAMMOGRAPHY_OUTPUTS:
+    for name in registry.model("mammography").outputs:
         if name not in out:
             raise ValueError(f"missing output {name!r}")
     m = out["scores"]["shape"][0]
@@ -261,8 +257,8 @@ def smoke_request(client: httpx.Client, base: str, host: str | None, model: str,
 
 def smoke_sentiment(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
     """A batch of two texts; the answer checked by `check_sentiment` (`seed` unused: the texts are fixed)."""
-    request = v2.request_body([v2.bytes_input("text", SMOKE_TEXTS)], outputs=SENTIMENT_OUTPUTS)
-    return check_sentiment(smoke_request(client, base, host, "sentiment", request), len(SMOKE_TEXTS))
+    return check_sentiment(smoke_request(client, base, host, "sentiment", v2.model_request("sentiment", SMOKE_TEXTS)),
+                           len(SMOKE_TEXTS))
 
 
 def smoke_mammography(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
@@ -270,8 +266,8 @@ def smoke_mammography(client: httpx.Client, base: str, host: str | None, seed: i
     from .dicom_synth import synth_study
 
     study = [image.to_bytes() for image in synth_study(seed, images=4)]
-    request = v2.request_body([v2.bytes_input("dicom", study)], outputs=MAMMOGRAPHY_OUTPUTS)
-    return check_mammography(smoke_request(client, base, host, "mammography", request), len(study))
+    return check_mammography(smoke_request(client, base, host, "mammography", v2.model_request("mammography", study)),
+                             len(study))
 
 
 def smoke_model(client: httpx.Client, base: str, host: str | None, model: str, seed: int) -> SmokeResult:

@@ -12,15 +12,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tritonclient.http as httpclient
 
+from transformers_pre import registry
+
 JSON = "application/json"
 BINARY = "application/octet-stream"
 
 
-def bytes_input(name: str, values: Sequence[bytes | str]) -> httpclient.InferInput:
-    """A BYTES [n] input, one element per value (str is sent UTF-8 encoded), in the binary extension."""
+def bytes_input(name: str, values: Sequence[bytes | str], binary: bool = True) -> httpclient.InferInput:
+    """A BYTES [n] input, one element per value (str is sent UTF-8 encoded): in the binary extension, or with
+    binary=False as JSON strings (texts only: JSON cannot carry arbitrary bytes)."""
     tensor = httpclient.InferInput(name, [len(values)], "BYTES")
     encoded = [value.encode() if isinstance(value, str) else value for value in values]
-    tensor.set_data_from_numpy(np.array(encoded, dtype=object), binary_data=True)
+    tensor.set_data_from_numpy(np.array(encoded, dtype=object), binary_data=binary)
     return tensor
 
 
@@ -38,3 +41,11 @@ def request_body(inputs: Sequence[httpclient.InferInput], outputs: Sequence[str]
     if json_size is None:
         return body, {"Content-Type": JSON}
     return body, {"Content-Type": BINARY, "Inference-Header-Content-Length": str(json_size)}
+
+
+def model_request(model: str, values: Sequence[bytes | str], parameters: Mapping[str, object] | None = None,
+                  binary: bool = True) -> tuple[bytes, dict[str, str]]:
+    """A request to public model `model` (registry name): `values` as its input, its public outputs asked for
+    as JSON."""
+    spec = registry.model(model)
+    return request_body([bytes_input(spec.input, values, binary)], outputs=spec.outputs, parameters=parameters)

@@ -25,7 +25,7 @@ from locust import between, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
 from loadtests.checks import check_tensor, outputs_by_name
-from loadtests.payloads import binary_bytes_body, headlines, mammography_study, sentiment_body
+from loadtests.payloads import headlines, mammography_body, mammography_study, sentiment_body
 from loadtests.shapes import selected_shape
 
 SENTIMENT_BATCH = int(os.environ.get("DUET_SENTIMENT_BATCH", "1"))
@@ -63,7 +63,8 @@ class SentimentUser(FastHttpUser):
     def score_headlines(self) -> None:
         start = next(self._offsets) % (len(HEADLINES) - SENTIMENT_BATCH)
         texts = HEADLINES[start:start + SENTIMENT_BATCH]
-        with self.client.post("/v2/models/sentiment/infer", json=sentiment_body(texts), name="sentiment",
+        body, headers = sentiment_body(texts)
+        with self.client.post("/v2/models/sentiment/infer", data=body, headers=headers, name="sentiment",
                               catch_response=True) as reply:
             if fail_on_status(reply):
                 return
@@ -88,7 +89,7 @@ class MammographyUser(FastHttpUser):
             rows, columns = (int(v) for v in os.environ.get("DUET_STUDY_SIZE", "2048x1664").split("x"))
             files = mammography_study(seed=7, images=self._images, rows=rows, columns=columns,
                                       syntax=os.environ.get("DUET_STUDY_SYNTAX", "explicit"))
-            MammographyUser._study = binary_bytes_body("dicom", files)
+            MammographyUser._study = mammography_body(files)
 
     @task
     def read_study(self) -> None:

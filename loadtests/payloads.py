@@ -1,9 +1,11 @@
-"""Request bodies for load tests: v2 JSON for sentiment, v2 binary-extension bodies for mammography studies."""
+"""Request bodies for load tests, built by tritonclient (`duet.v2`): v2 JSON for sentiment headlines (what most
+text clients send), the binary tensor extension for mammography studies."""
 
 from __future__ import annotations
 
-import json
 import random
+
+from duet.v2 import model_request
 
 SUBJECTS = ["Stocks", "The central bank", "A regional airline", "City council", "Tech giant", "Farmers",
             "The health ministry", "Oil prices", "A local bakery", "Union leaders"]
@@ -19,23 +21,14 @@ def headlines(count: int, seed: int = 0) -> list[str]:
     return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}" for _ in range(count)]
 
 
-def sentiment_body(texts: list[str]) -> dict:
-    """A v2 JSON request for the sentiment model."""
-    return {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+def sentiment_body(texts: list[str]) -> tuple[bytes, dict[str, str]]:
+    """A v2 JSON request for the sentiment model and its headers."""
+    return model_request("sentiment", texts, binary=False)
 
 
-def binary_bytes_body(name: str, elements: list[bytes], parameters: dict | None = None) -> tuple[bytes, dict]:
-    """A v2 request with one BYTES input in the binary tensor extension, and the headers it needs."""
-    payload = b"".join(len(e).to_bytes(4, "little") + e for e in elements)
-    header = {"inputs": [{"name": name, "shape": [len(elements)], "datatype": "BYTES",
-                          "parameters": {"binary_data_size": len(payload)}}]}
-    if parameters:
-        header["parameters"] = parameters
-    header_bytes = json.dumps(header).encode()
-    return header_bytes + payload, {
-        "Inference-Header-Content-Length": str(len(header_bytes)),
-        "Content-Type": "application/octet-stream",
-    }
+def mammography_body(files: list[bytes], parameters: dict | None = None) -> tuple[bytes, dict[str, str]]:
+    """A v2 request carrying one study's DICOM files in the binary tensor extension, and its headers."""
+    return model_request("mammography", files, parameters)
 
 
 def mammography_study(seed: int = 0, images: int = 4, rows: int = 2048, columns: int = 1664,

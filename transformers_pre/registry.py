@@ -27,6 +27,8 @@ class PublicModel:
     triton_model: the folder in the Triton model repository (`<repository>/<triton_model>/config.pbtxt`), which
         the predictor loads and the transformer asks for.
     transformer: "module:Class" of the transformer (a `kserve.Model` taking `(settings, predictor)`).
+    input: the public request's one input tensor (BYTES [n]).
+    outputs: the public outputs every answer carries, in order (docs/api.md); clients ask for them by name.
     side_files: files beside the model (same storage URI) that the transformer reads at load time, relative to
         `<repository>/<triton_model>/`.
     builder: the build package under `predictors/`; `<builder>.build` has `recipe(quick)` and
@@ -40,6 +42,8 @@ class PublicModel:
     name: str
     triton_model: str
     transformer: str
+    input: str
+    outputs: tuple[str, ...]
     side_files: tuple[str, ...]
     builder: str
     smoke: str
@@ -63,6 +67,8 @@ MODELS: dict[str, PublicModel] = {
             name="mammography",
             triton_model="mammo_detector",
             transformer="transformers_pre.dicom.model:MammographyModel",
+            input="dicom",
+            outputs=("boxes", "scores", "labels", "image_index", "quality", "risk"),
             side_files=("labels.txt", "thresholds.json"),
             builder="predictors.detector",
             smoke="duet.cluster:smoke_mammography",
@@ -72,6 +78,8 @@ MODELS: dict[str, PublicModel] = {
             name="sentiment",
             triton_model="sentiment",
             transformer="transformers_pre.text.model:SentimentModel",
+            input="text",
+            outputs=("probabilities", "label", "entropy"),
             side_files=("tokenizer.json", "labels.txt", "preprocess.json"),
             builder="predictors.sentiment",
             smoke="duet.cluster:smoke_sentiment",

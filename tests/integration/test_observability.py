@@ -55,9 +55,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 
 
 def _send_study(stack) -> None:
-    from loadtests.payloads import binary_bytes_body, mammography_study
+    from loadtests.payloads import mammography_body, mammography_study
 
-    body, headers = binary_bytes_body("dicom", mammography_study(seed=3, images=2, rows=512, columns=416))
+    body, headers = mammography_body(mammography_study(seed=3, images=2, rows=512, columns=416))
     reply = httpx.post(f"{stack.transformer_http}/v2/models/mammography/infer", content=body, headers=headers,
                        timeout=60)
     assert reply.status_code == 200, reply.text
