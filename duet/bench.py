@@ -29,10 +29,11 @@ from pathlib import Path
 import httpx
 import psutil
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+from transformers_pre import registry
 
 from .paths import MODEL_REPOSITORY, ROOT, RUN_DIR
 
@@ -163,12 +164,10 @@ def triton_counts(metrics_url: str | None, model: str) -> tuple[float, float]:
     """(inference count, execution count) of one Triton model, from its Prometheus metrics."""
     if not metrics_url:
         return 0.0, 0.0
-    totals = {"nv_inference_count": 0.0, "nv_inference_exec_count": 0.0}
-    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text):
-        for sample in family.samples:
-            # The parser names counter samples `<family>_total`; the family keeps Triton's own name.
-            if family.name in totals and sample.labels.get("model") == model:
-                totals[family.name] += sample.value
+    from .local.prometheus import metric_totals
+
+    totals = metric_totals(httpx.get(metrics_url, timeout=10).text, ("nv_inference_count", "nv_inference_exec_count"),
+                           model=model)
     return totals["nv_inference_count"], totals["nv_inference_exec_count"]
 
 
@@ -176,10 +175,11 @@ def measure_step(system: str, url: str, texts: int, users: int, seconds: int, gr
                  metrics_url: str | None = None) -> StepResult:
     """One load step against one system, with the CPU its processes spent on it."""
     cpu_before = {group.name: group.cpu_seconds() for group in groups}
-    batch_before = triton_counts(metrics_url, "sentiment")
+    triton_model = registry.model("sentiment").triton_model
+    batch_before = triton_counts(metrics_url, triton_model)
     run = run_locust(url, "SentimentUser", users, seconds, {"DUET_SENTIMENT_BATCH": str(texts)})
     cpu_after = {group.name: group.cpu_seconds() for group in groups}
-    batch_after = triton_counts(metrics_url, "sentiment")
+    batch_after = triton_counts(metrics_url, triton_model)
     executions = batch_after[1] - batch_before[1]
     # CPU is read around the whole locust process (spawn and warm-up included), so it is charged to all the
     # requests it served: a slight overestimate, the same for every system.
@@ -328,7 +328,7 @@ def bench(
     from .local.stack import LocalStack, StackConfig, free_ports
     from .local.triton import TritonPorts
 
-    model_dir = model_repository / "sentiment"
+    model_dir = model_repository / registry.model("sentiment").triton_model
     user_steps = [int(u) for u in users.split(",") if u]
     text_steps = [int(t) for t in texts.split(",") if t]
     if plot is None and markdown_out is not None:

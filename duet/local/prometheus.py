@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..paths import ROOT
 
@@ -18,6 +20,21 @@ TRITON_JOB = "duet-triton"
 # Every local series carries this namespace label, so the chart's namespaced queries (KEDA triggers, the
 # dashboard) run unchanged against the local stack.
 LOCAL_NAMESPACE = "duet-local"
+
+
+def metric_totals(text: str, families: Iterable[str], **labels: str) -> dict[str, float]:
+    """Sum of the samples of each metric family in Prometheus text exposition `text` whose labels include
+    `labels` (0.0 for a family that is absent): counters and gauges. Families are named as exposed (Triton's
+    counter `nv_inference_count`, whose samples the parser calls `nv_inference_count_total`); a counter's
+    `_created` timestamps are not counted."""
+    totals = dict.fromkeys(families, 0.0)
+    for family in text_string_to_metric_families(text):
+        if family.name in totals:
+            totals[family.name] += sum(
+                sample.value for sample in family.samples
+                if sample.name in (family.name, f"{family.name}_total")
+                and all(sample.labels.get(key) == value for key, value in labels.items()))
+    return totals
 
 
 class PrometheusUnavailable(RuntimeError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +14,9 @@ import pytest
 import tritonclient.http as triton_http
 from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tokenizers import Tokenizer
+
+from duet.local.prometheus import metric_totals
+from transformers_pre import registry
 
 pytestmark = pytest.mark.integration
 
@@ -155,11 +157,6 @@ def test_invalid_utf8_is_400_naming_the_element(local_stack) -> None:
     assert "element 1 is not valid UTF-8" in reply.json()["error"]
 
 
-def _metric_total(text: str, name: str, model: str) -> float:
-    pattern = re.compile(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} ([0-9.e+]+)$', re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(text))
-
-
 def test_triton_really_batched_concurrent_requests(local_stack) -> None:
     if local_stack.predictor_kind != "triton":
         pytest.skip("nv_inference_* metrics are Triton's")
@@ -174,8 +171,11 @@ def test_triton_really_batched_concurrent_requests(local_stack) -> None:
         statuses = list(pool.map(one, range(96)))
     assert statuses == [200] * 96
     after = httpx.get(local_stack.triton_metrics).text
-    inferences = _metric_total(after, "nv_inference_count", "sentiment") - _metric_total(before, "nv_inference_count", "sentiment")
-    executions = _metric_total(after, "nv_inference_exec_count", "sentiment") - _metric_total(before, "nv_inference_exec_count", "sentiment")
+    counters = ("nv_inference_count", "nv_inference_exec_count")
+    triton_model = registry.model("sentiment").triton_model
+    before_totals = metric_totals(before, counters, model=triton_model)
+    after_totals = metric_totals(after, counters, model=triton_model)
+    inferences, executions = (after_totals[name] - before_totals[name] for name in counters)
     assert inferences == 96
     assert executions < inferences, f"no batching: {executions} executions for {inferences} inferences"
 
