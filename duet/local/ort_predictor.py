@@ -1,8 +1,8 @@
 """Fallback predictor: the model repository served over v2 REST and gRPC by KServe with ONNX Runtime.
 
 Used where the bundled Triton cannot run. Same model names, tensor names and v2 metadata as Triton, and a small
-dynamic batcher (requests gathered up to `max_batch_size` rows or `max_queue_delay_microseconds`, one ONNX
-Runtime call, outputs split back). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
+dynamic batcher (requests gathered up to `max_batch_size` rows or `max_queue_delay_microseconds`, then one ONNX
+Runtime call and the outputs split back by `predictors.local_backend.batching`, as in the Triton wrapper). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
 
 Run as `python -m duet.local.ort_predictor --models-file models.json --http_port 8000 --grpc_port 8001`.
 """
@@ -22,6 +22,7 @@ from kserve import InferRequest, InferResponse, Model, model_server
 from kserve.errors import InvalidInput
 from kserve.utils.utils import from_np_dtype
 
+from predictors.local_backend.batching import concatenate, split
 from transformers_pre.listeners import BoundModelServer
 
 logger = logging.getLogger("duet.ort_predictor")
@@ -126,22 +127,15 @@ class OnnxModel(Model):
         """One ONNX Runtime call for the gathered requests; whatever fails (padding, concatenation, the run)
         fails these requests only, never the batcher that serves the next ones."""
         try:
-            sizes = [next(iter(p.feeds.values())).shape[0] for p in gathered]
-            feeds = {}
-            for tensor in self.inputs:
-                arrays = [p.feeds[tensor.name] for p in gathered]
-                longest = np.max([a.shape for a in arrays], axis=0)
-                arrays = [np.pad(a, [(0, 0)] + [(0, t - s) for s, t in zip(a.shape[1:], longest[1:])]) for a in arrays]
-                feeds[tensor.name] = np.concatenate(arrays)
+            feeds, sizes = concatenate([p.feeds for p in gathered], [tensor.name for tensor in self.inputs])
             results = await asyncio.to_thread(self.session.run, None, feeds)
         except Exception as error:  # noqa: BLE001 - the batch failed: every request in it gets the reason
             for pending in gathered:
                 if not pending.future.done():
                     pending.future.set_exception(InvalidInput(f"model {self.name}: {error}"))
             return
-        bounds = np.cumsum([0, *sizes])
-        for pending, start, stop in zip(gathered, bounds[:-1], bounds[1:]):
-            pending.future.set_result([np.ascontiguousarray(r[start:stop]) for r in results])
+        for pending, outputs in zip(gathered, split(results, sizes)):
+            pending.future.set_result(outputs)
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 The Triton wheel used locally carries only the Python backend, so each ONNX model of the repository is served by
 this file with the same tensor names, `max_batch_size` and `dynamic_batching` as its cluster config. Triton
 hands `execute` every request its batcher gathered; they are concatenated into ONE ONNX Runtime call (token
-sequences padded to the longest with zeros, which the attention mask ignores) and the outputs are split back.
+sequences padded to the longest with zeros, which the attention mask ignores) and the outputs are split back, by
+`predictors.local_backend.batching`, which the ONNX Runtime fallback predictor uses too. (This file is copied
+into the generated local repository; the stub imports that package from the venv, where duet is installed.)
 
 Config parameters (written by duet's local-repository generator): `onnx_model` (absolute path), and
 `intra_op_threads` (0 = ONNX Runtime's default, one per core), `allow_spinning` ("0" by default: ONNX Runtime's
@@ -14,15 +16,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-
-def pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Zero-pad every non-batch axis of `array` up to `shape` (batch axis untouched)."""
-    widths = [(0, 0)] + [(0, target - size) for size, target in zip(array.shape[1:], shape[1:])]
-    return np.pad(array, widths) if any(after for _, after in widths) else array
+from predictors.local_backend.batching import concatenate, split
 
 
 class TritonPythonModel:
@@ -43,25 +40,17 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         try:
-            batch = {
-                name: [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for request in requests]
-                for name in self.input_names
-            }
-            sizes = [array.shape[0] for array in batch[self.input_names[0]]]
-            feeds = {}
-            for name, arrays in batch.items():
-                longest = tuple(np.max([array.shape for array in arrays], axis=0))
-                feeds[name] = np.concatenate([pad_to(array, longest) for array in arrays])
+            inputs = [
+                {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
+                for request in requests
+            ]
+            feeds, sizes = concatenate(inputs, self.input_names)
             results = self.session.run(self.output_names, feeds)
-        except Exception as error:  # one bad batch answers every request in it with the reason
+        except Exception as error:  # noqa: BLE001 - one bad batch answers every request in it with the reason
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))) for _ in requests]
-        bounds = np.cumsum([0] + sizes)
         return [
             pb_utils.InferenceResponse(
-                output_tensors=[
-                    pb_utils.Tensor(name, np.ascontiguousarray(result[start:stop]))
-                    for name, result in zip(self.output_names, results)
-                ]
+                output_tensors=[pb_utils.Tensor(name, rows) for name, rows in zip(self.output_names, outputs)]
             )
-            for start, stop in zip(bounds[:-1], bounds[1:])
+            for outputs in split(results, sizes)
         ]
