@@ -30,13 +30,16 @@ class PublicModel:
     input: the public request's one input tensor (BYTES [n]).
     outputs: the public outputs every answer carries, in order (docs/api.md); clients ask for them by name.
     side_files: files beside the model (same storage URI) that the transformer reads at load time, relative to
-        `<repository>/<triton_model>/`.
+        `<repository>/<triton_model>/`; every build writes them.
+    optional_side_files: side files the transformer uses when present and does without otherwise.
     builder: the build package under `predictors/`; `<builder>.build` has `recipe(quick)` and
         `build(folder, recipe, progress)`. Its last part is the `duet models build --only` name.
     smoke: "module:function" sending one request and checking the answer for `duet cluster smoke`:
         `(httpx_client, base_url, host_header, seed) -> summary`, raising ValueError when the answer breaks the
         public contract (docs/api.md).
     show: "module:function" behind `duet infer <name> INPUTS...`: `(url, inputs, console, report) -> None`.
+    evaluator: "module:function" that `duet models build` runs on a built model folder to measure it and complete
+        its card, `(folder, recipe, progress) -> metrics` (None: the build's own metrics are the card's).
     """
 
     name: str
@@ -45,9 +48,11 @@ class PublicModel:
     input: str
     outputs: tuple[str, ...]
     side_files: tuple[str, ...]
+    optional_side_files: tuple[str, ...]
     builder: str
     smoke: str
     show: str
+    evaluator: str | None = None
 
     @property
     def values_key(self) -> str:
@@ -70,9 +75,11 @@ MODELS: dict[str, PublicModel] = {
             input="dicom",
             outputs=("boxes", "scores", "labels", "image_index", "quality", "risk"),
             side_files=("labels.txt", "thresholds.json"),
+            optional_side_files=("calibration.json",),
             builder="predictors.detector",
             smoke="duet.cluster:smoke_mammography",
             show="duet.infer:infer_mammography",
+            evaluator="evaluation.served:evaluate_detector",
         ),
         PublicModel(
             name="sentiment",
@@ -81,6 +88,7 @@ MODELS: dict[str, PublicModel] = {
             input="text",
             outputs=("probabilities", "label", "entropy"),
             side_files=("tokenizer.json", "labels.txt", "preprocess.json"),
+            optional_side_files=(),
             builder="predictors.sentiment",
             smoke="duet.cluster:smoke_sentiment",
             show="duet.infer:infer_sentiment",

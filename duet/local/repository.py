@@ -61,6 +61,13 @@ def onnx_threads(requested: int) -> int:
     return requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
+def triton_side_files(config) -> list[str]:
+    """Files beside the model that Triton itself reads (so the local copy needs them): each output's
+    `label_filename` and the `warmup/` folder that `model_warmup` inputs name."""
+    names = [output.label_filename for output in config.output if output.label_filename]
+    return list(dict.fromkeys(names + (["warmup"] if len(config.model_warmup) else [])))
+
+
 def write_local_repository(repository: Path, target: Path, models: list[ServedModel], threads: int) -> Path:
     """Write the Python-backend repository for `models` under `target` (replaced) and return it.
 
@@ -84,7 +91,7 @@ def write_local_repository(repository: Path, target: Path, models: list[ServedMo
         (destination / "1").mkdir(parents=True)
         (destination / "config.pbtxt").write_text(model_config.dump(config))
         shutil.copy(BACKEND_MODEL, destination / "1" / "model.py")
-        for side in ("warmup", "labels.txt"):
+        for side in triton_side_files(config):
             if (source / side).is_dir():
                 shutil.copytree(source / side, destination / side)
             elif (source / side).exists():

@@ -14,13 +14,28 @@ import pytest
 from duet.local.stack import LocalStack, StackConfig, free_ports
 from duet.local.triton import TritonPorts
 from duet.paths import MODEL_REPOSITORY
+from transformers_pre import registry
 
 
 def model_repository() -> Path:
     return Path(os.environ.get("DUET_MODEL_REPOSITORY", MODEL_REPOSITORY))
 
 
-def start_stack(tmp_path: Path, predictor: str, models: tuple[str, ...] = ("mammography", "sentiment"),
+def wanted_models() -> tuple[str, ...]:
+    """The public models the integration stacks serve: every registered one, or DUET_TEST_MODELS (comma-separated)
+    to narrow the stack while developing one model."""
+    return tuple(os.environ.get("DUET_TEST_MODELS", ",".join(registry.NAMES)).split(","))
+
+
+def require_built(models: tuple[str, ...]) -> tuple[str, ...]:
+    """`models`, failing the test when one of them has no built model in the repository."""
+    missing = [name for name in models if not (model_repository() / registry.model(name).triton_model / "1").exists()]
+    if missing:
+        pytest.fail(f"models not built in {model_repository()}: {missing}; run `make models`")
+    return models
+
+
+def start_stack(tmp_path: Path, predictor: str, models: tuple[str, ...] = registry.NAMES,
                 extra_env: dict[str, str] | None = None) -> LocalStack:
     http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
     config = StackConfig(
@@ -36,13 +51,9 @@ def start_stack(tmp_path: Path, predictor: str, models: tuple[str, ...] = ("mamm
 @pytest.fixture(scope="session", params=["triton", "onnxruntime"])
 def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Both public models behind the real Triton, then behind the ONNX Runtime fallback predictor."""
-    # DUET_TEST_MODELS narrows the stack while developing one model; CI serves both.
-    models = tuple(os.environ.get("DUET_TEST_MODELS", "mammography,sentiment").split(","))
-    predictor_models = {"mammography": "mammo_detector", "sentiment": "sentiment"}
-    missing = [name for name in models if not (model_repository() / predictor_models[name] / "1").exists()]
-    if missing:
-        pytest.fail(f"models not built in {model_repository()}: {missing}; run `make models`")
-    stack = start_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param, models)
+    # DUET_TEST_MODELS narrows the stack while developing one model; CI serves every registered one.
+    stack = start_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param,
+                        require_built(wanted_models()))
     try:
         yield stack
     finally:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = start_stack(tmp_path_factory.mktemp("ort-faults"), "onnxruntime", models=("mammography", "sentiment"))
+    stack = start_stack(tmp_path_factory.mktemp("ort-faults"), "onnxruntime")
     try:
         yield stack
     finally:

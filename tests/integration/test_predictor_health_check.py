@@ -22,12 +22,11 @@ import pytest
 
 from duet.local.stack import LocalStack, free_ports
 
-from .conftest import model_repository, start_stack
+from .conftest import require_built, start_stack, wanted_models
 
 ROOT = Path(__file__).resolve().parents[2]
-PREDICTOR_MODELS = {"mammography": "mammo_detector", "sentiment": "sentiment"}
 # DUET_TEST_MODELS narrows the stack while developing one model, as for the session stack.
-MODELS = tuple(os.environ.get("DUET_TEST_MODELS", "mammography,sentiment").split(","))
+MODELS = wanted_models()
 
 
 def status(url: str) -> int:
@@ -48,10 +47,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    missing = [PREDICTOR_MODELS[m] for m in MODELS if not (model_repository() / PREDICTOR_MODELS[m] / "1").exists()]
-    if missing:
-        pytest.fail(f"models not built in {model_repository()}: {missing}; run `make models`")
-    local = start_stack(tmp_path_factory.mktemp("health-check-stack"), "triton", MODELS)
+    local = start_stack(tmp_path_factory.mktemp("health-check-stack"), "triton", require_built(MODELS))
     try:
         yield local
     finally:

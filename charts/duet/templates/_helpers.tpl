@@ -153,8 +153,8 @@ Triton's REST port, so the transformer must speak v2 REST there.
 
 {{/* True when the model repository is an OCI image, which KServe mounts with a modelcar sidecar. */}}
 {{- define "duet.modelcar" -}}
-{{- range $model := list "mammography" "sentiment" -}}
-{{- if (index $.Values.models $model).enabled -}}
+{{- range $model, $m := $.Values.models -}}
+{{- if $m.enabled -}}
 {{- if hasPrefix "oci://" (include "duet.storageUri" (dict "root" $ "model" $model)) -}}true{{- end -}}
 {{- end -}}
 {{- end -}}
