@@ -114,6 +114,13 @@ def test_the_client_code_it_names_imports(spec: registry.PublicModel) -> None:
     assert list(inspect.signature(smoke).parameters) == ["client", "base", "host", "seed"]
     show = registry.load(spec.show)
     assert len(inspect.signature(show).parameters) == 4
+    if spec.evaluator:
+        # Found, not imported: the evaluation may pull the build's dependencies.
+        module, _, function = spec.evaluator.partition(":")
+        found = importlib.util.find_spec(module)
+        assert found is not None and found.origin, spec.evaluator
+        tree = ast.parse(Path(found.origin).read_text())
+        assert function in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}, spec.evaluator
 
 
 def test_the_cli_offers_every_registered_model() -> None:
