@@ -67,7 +67,8 @@ def models_build(
             started = time.monotonic()
             try:
                 card = build_model(name, out, cache_dir(), progress, quick=quick, force=force, say=console.print,
-                                   builder=spec.builder)
+                                   builder=spec.builder,
+                                   evaluate=registry.load(spec.evaluator) if spec.evaluator else None)
             except QualityGateError as error:
                 console.print(f"[red]{error}[/] (not installed)")
                 raise typer.Exit(1) from None

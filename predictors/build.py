@@ -19,7 +19,7 @@ from typing import Any
 from rich.progress import Progress
 
 from .cards import package_versions
-from .gates import check_gates, floors_for, gates_markdown
+from .gates import ceilings_for, check_gates, floors_for, gates_markdown
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 HASHED_PACKAGES = ["torch", "onnx", "onnxruntime", "transformers", "tokenizers", "numpy", "scikit-learn"]
@@ -81,6 +81,7 @@ def build_model(
     force: bool = False,
     say: Callable[[str], None] = print,
     floors: dict[str, float] | None = None,
+    evaluate: Callable[[Path, dict[str, Any], Progress], Any] | None = None,
 ) -> dict[str, Any]:
     """Build (or fetch from the cache) one model into `repository/<model>` with the build package `builder`
     (dotted, e.g. "predictors.sentiment": the model registry's `builder`); returns its card.
@@ -88,7 +89,12 @@ def build_model(
     Before anything is installed, and for an installed build too, its metrics are checked against `floors`
     (default: `predictors.gates.FLOORS` for the full or quick build); a metric below its floor raises
     `QualityGateError` and leaves the repository as it was. The floors and measured values go on the card.
+
+    evaluate: measures a built (cached) model folder and completes its card (`(folder, recipe, progress)`, the
+    registry's `evaluator`, e.g. the detector's evaluation through the served pipeline, which `predictors` may not
+    import). It runs once per cached build, on a card without `metrics.evaluated_with`.
     """
+    ceilings = ceilings_for(model, quick) if floors is None else {}
     floors = floors_for(model, quick) if floors is None else floors
     build = importlib.import_module(f"{builder}.build")
     recipe = build.recipe(quick=quick)
@@ -98,7 +104,7 @@ def build_model(
     if not force and (model_dir / STAMP).exists() and (model_dir / STAMP).read_text().strip() == stamp:
         say(f"{model}: up to date ({stamp})")
         card = json.loads((model_dir / "card.json").read_text())
-        gates = check_gates(model, card.get("metrics", {}), floors)
+        gates = check_gates(model, card.get("metrics", {}), floors, ceilings)
         return card if card.get("quality_gates") == gates else _record_gates(model_dir, card, gates)
     if force or not (cached / STAMP).exists():
         say(f"{model}: building recipe {stamp}")
@@ -112,7 +118,11 @@ def build_model(
     else:
         say(f"{model}: cached build {stamp}")
     card = json.loads((cached / "card.json").read_text())
-    gates = check_gates(model, card.get("metrics", {}), floors)
+    if evaluate is not None and "evaluated_with" not in card.get("metrics", {}):
+        say(f"{model}: evaluating {stamp}")
+        evaluate(cached, recipe, progress)
+        card = json.loads((cached / "card.json").read_text())
+    gates = check_gates(model, card.get("metrics", {}), floors, ceilings)
     _install(cached, model_dir, stamp)
     return _record_gates(model_dir, card, gates)
 

@@ -35,6 +35,7 @@ class Namespace(IntEnum):
 
     HELD_OUT = 1  # held-out evaluation outside the build (e.g. through the served pipeline)
     TEST = 2  # `duet dicom synth`, unit and integration tests, demos and load tests
+    CALIBRATION = 3  # studies the study risk's calibration is fitted on (never evaluated on)
 
 
 def phantom_seed(namespace: Namespace, seed: int, index: int = 0) -> np.random.SeedSequence:

@@ -2,8 +2,13 @@
 
 A phantom is a breast-shaped region (half-ellipse against the chest wall, smooth skin line) filled with power-law
 (1/f^beta) tissue texture, carrying 0-3 lesions: spiculated masses (malignant), smooth ovals (benign) and clusters
-of 5-15 bright micro-dots (calcifications). About a quarter of images are degraded (blur, heavy noise, very low
-contrast, or blank) and flagged as non-diagnostic.
+of 5-15 bright micro-dots (calcifications), drawn about 1-4x the texture's standard deviation above it.
+
+Image quality is graded, not two-valued: half of the images are impaired (blur, noise or low contrast of a drawn
+severity in [0, 1), or a blank exposure). An impaired image is non-diagnostic (`degraded`) when its severity is at
+least `QUALITY_THRESHOLD` (0.5) or it is blank, so about 29% of images are degraded and the rest include mildly
+blurred, noisy or flat images that are still diagnostic: the cases around the threshold that make quality
+prediction a measurement.
 
 Coordinate conventions:
 - `image[row, col]`, rows = y (top to bottom), cols = x (left to right). The chest wall is the LEFT edge (x = 0),
@@ -37,7 +42,8 @@ _TEX_KY, _TEX_KX = 256, 208
 _FINE_BETA, _FINE_WEIGHT = 1.6, 0.45
 # Heavy-noise grain is drawn on at most this many rows so its strength survives the transformer's downscale.
 _NOISE_ROWS = 384
-DEGRADED_SHARE = 0.25
+IMPAIRED_SHARE = 0.5  # images with some blur, noise, low contrast or a blank exposure
+QUALITY_THRESHOLD = 0.5  # an impairment of this severity or more makes the image non-diagnostic
 _LESION_COUNT_P = (0.25, 0.35, 0.25, 0.15)  # P(0..3 lesions)
 _CLASS_P = (0.35, 0.35, 0.30)  # malignant, benign, calcification
 _DEGRADATIONS = ("blur", "noise", "low_contrast", "blank")
@@ -51,8 +57,10 @@ class Phantom:
     image: float32 [H, W] in [0, 1]; 0 = air, tissue brighter; chest wall at column 0.
     boxes: float32 [n, 4] (x_min, y_min, x_max, y_max) in pixels of `image`, tight around each lesion drawn.
     labels: int64 [n], index into CLASS_NAMES.
-    degraded: True when the image is non-diagnostic (blur, heavy noise, low contrast, blank).
+    degraded: True when the image is non-diagnostic (an impairment of severity >= QUALITY_THRESHOLD, or blank).
     breast_mask: bool [H, W], the breast region (all False for a blank image).
+    impairment: "none", "blur", "noise", "low_contrast" or "blank".
+    severity: the impairment's strength in [0, 1) (0 for none and for blank).
     """
 
     image: np.ndarray
@@ -60,6 +68,8 @@ class Phantom:
     labels: np.ndarray
     degraded: bool
     breast_mask: np.ndarray
+    impairment: str = "none"
+    severity: float = 0.0
 
     @property
     def malignant(self) -> bool:
@@ -101,7 +111,8 @@ def make_phantom(
 
     seed: an int (same int, same picture) or a Generator (advanced in place).
     n_lesions: 0-3 lesions (drawn from P = 0.25/0.35/0.25/0.15 when None).
-    degraded: force a non-diagnostic (True) or diagnostic (False) image; None draws degraded with P = 0.25.
+    degraded: force a non-diagnostic (True: an impairment of severity in [0.5, 1) or blank) or diagnostic (False:
+        unimpaired, or impaired with severity in [0, 0.5)) image; None draws it (module docstring).
     A blank degraded image (no breast, no lesions) is only drawn when `n_lesions` is None or 0, so a caller asking
     for lesions always gets them drawn.
     """
@@ -116,22 +127,28 @@ def make_phantom(
     # only by the lesions (the first lesions of a larger count are the same lesions).
     breast = _draw_breast(rng)
     drawn_count = int(rng.choice(4, p=_LESION_COUNT_P))
-    drawn_degraded = bool(rng.random() < DEGRADED_SHARE)
+    impaired = bool(rng.random() < IMPAIRED_SHARE)
     kind = str(rng.choice(_DEGRADATIONS, p=_DEGRADATION_P))
     spectrum = _draw_spectrum(rng, breast.beta)
     severity = float(rng.random())
     blank_level = float(rng.uniform(0.0, 0.6))
     pixel_seed = int(rng.integers(2**63))
     count = drawn_count if n_lesions is None else n_lesions
-    is_degraded = drawn_degraded if degraded is None else degraded
     if kind == "blank" and count > 0 and n_lesions is not None:
         kind = "noise"
-    if kind == "blank" and is_degraded:
+    if degraded is True:
+        # The drawn severity folded into the non-diagnostic half, so one seed forced either way keeps its kind.
+        impaired, severity = True, QUALITY_THRESHOLD + (1.0 - QUALITY_THRESHOLD) * severity
+    elif degraded is False:
+        impaired = impaired and kind != "blank"
+        severity = QUALITY_THRESHOLD * severity
+    is_degraded = impaired and (kind == "blank" or severity >= QUALITY_THRESHOLD)
+    if kind == "blank" and impaired:
         count = 0
     lesions = _draw_lesions(rng, breast, count)
 
     pixel_rng = np.random.default_rng(pixel_seed)
-    if is_degraded and kind == "blank":
+    if impaired and kind == "blank":
         image = np.full((height, width), blank_level, np.float32)
         image += pixel_rng.standard_normal((height, width), dtype=np.float32) * 0.01
         return Phantom(
@@ -140,6 +157,7 @@ def make_phantom(
             labels=np.zeros((0,), np.int64),
             degraded=True,
             breast_mask=np.zeros((height, width), bool),
+            impairment="blank",
         )
 
     u = (np.arange(width, dtype=np.float32) + 0.5) / width
@@ -162,7 +180,7 @@ def make_phantom(
         _draw_lesion(lesion_layer, lesion, height, width)
     image = (tissue + lesion_layer) * thickness
 
-    if is_degraded:
+    if impaired:
         image = _degrade(image, kind, severity, breast.base * thickness, pixel_rng)
     image += pixel_rng.standard_normal((height, width), dtype=np.float32) * 0.008
     image = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
@@ -170,7 +188,8 @@ def make_phantom(
     scale = np.array([width, height, width, height], np.float32)
     boxes = np.array([lesion.box for lesion in lesions], np.float32).reshape(-1, 4) * scale
     labels = np.array([lesion.label for lesion in lesions], np.int64)
-    return Phantom(image=image, boxes=boxes, labels=labels, degraded=is_degraded, breast_mask=breast_mask)
+    return Phantom(image=image, boxes=boxes, labels=labels, degraded=is_degraded, breast_mask=breast_mask,
+                   impairment=kind if impaired else "none", severity=severity if impaired else 0.0)
 
 
 def _draw_breast(rng: np.random.Generator) -> _Breast:
@@ -267,7 +286,7 @@ def _spiculated(rng: np.random.Generator) -> dict:
     angles = rng.uniform(0, 2 * np.pi, n_spicules)
     lengths = radius * rng.uniform(1.5, 2.6, n_spicules)
     width = float(rng.uniform(0.004, 0.007))
-    amp = float(rng.uniform(0.2, 0.32))
+    amp = float(rng.uniform(0.1, 0.3))
     theta = np.linspace(0, 2 * np.pi, 361)
     # The core's soft edge reaches 7.5% of the radius beyond its outline; spicules are Gaussian lines of
     # sigma = width / 2, so `width` of margin is two sigma around their tips.
@@ -286,7 +305,7 @@ def _oval(rng: np.random.Generator) -> dict:
     a = float(rng.uniform(0.024, 0.052))
     b = a * float(rng.uniform(0.6, 1.0))
     psi = float(rng.uniform(0, np.pi))
-    amp = float(rng.uniform(0.2, 0.32))
+    amp = float(rng.uniform(0.1, 0.3))
     half_x = np.sqrt((a * np.cos(psi)) ** 2 + (b * np.sin(psi)) ** 2)
     half_y = np.sqrt((a * np.sin(psi)) ** 2 + (b * np.cos(psi)) ** 2)
     extent, box = _box_from_points(np.array([-half_x, half_x]), np.array([-half_y, half_y]), 0.0)
@@ -301,7 +320,7 @@ def _cluster(rng: np.random.Generator) -> dict:
     phi = rng.uniform(0, 2 * np.pi, n_dots)
     dx, dy = r * np.cos(phi), r * np.sin(phi)
     sigma = rng.uniform(0.0022, 0.0036, n_dots)
-    dot_amp = rng.uniform(0.35, 0.6, n_dots)
+    dot_amp = rng.uniform(0.2, 0.5, n_dots)
     # The cluster's extent: dot centres plus 2 sigma, where a dot has faded to an eighth of its peak.
     extent, box = _box_from_points(dx, dy, float(sigma.max()) * 2.0)
     return {"dx": dx, "dy": dy, "sigma": sigma, "dot_amp": dot_amp, "amp": float(dot_amp.max()), "box": box,
@@ -424,10 +443,13 @@ def _degrade(
     mean_level: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Make an image non-diagnostic. Strengths are relative to the image size, so they survive resizing."""
+    """Impair an image by `severity` in [0, 1) (non-diagnostic from `QUALITY_THRESHOLD` on): a continuous scale,
+    so the images just below and just above the threshold differ by little. Strengths are relative to the image
+    size, so they survive resizing."""
     height, width = image.shape
     if kind == "blur":
-        sigma = (0.009 + 0.01 * severity) * height
+        # Gaussian sigma up to 1.2% of the height (3 model-input pixels); 0.6% at the threshold.
+        sigma = max(0.012 * severity * height, 1e-3)
         spectrum = sfft.rfft2(image, workers=-1)
         spectrum = ndimage.fourier_gaussian(spectrum, sigma=(sigma, sigma), n=width)
         return sfft.irfft2(spectrum, s=image.shape, workers=-1).astype(np.float32)
@@ -437,8 +459,9 @@ def _degrade(
         grain = rng.standard_normal((rows, cols), dtype=np.float32)
         if (rows, cols) != (height, width):
             grain = cv2.resize(grain, (width, height), interpolation=cv2.INTER_NEAREST)
-        return image + grain * np.float32(0.14 + 0.12 * severity)
-    # Low contrast: flat exposure, tissue and lesion detail squeezed to a tenth or less around the mean tissue level
-    # (which already follows the thickness fall-off, so the skin line stays smooth).
-    squeeze = np.float32(0.06 + 0.06 * severity)
+        # Grain std up to 0.22 (about twice the tissue texture's); 0.11 at the threshold.
+        return image + grain * np.float32(0.22 * severity)
+    # Low contrast: flat exposure, tissue and lesion detail squeezed around the mean tissue level (which already
+    # follows the thickness fall-off, so the skin line stays smooth): to 22% at the threshold, 5% at worst.
+    squeeze = np.float32(0.05**severity)
     return (mean_level + (image - mean_level) * squeeze).astype(np.float32)

@@ -8,14 +8,25 @@ Study risk (the `risk` output), a probability that the study shows a malignancy:
 Images of unknown laterality ("U") each count as a breast of their own and images of both breasts ("B") as one
 more: with unknown pairing, treating views as independent can only raise the risk (the conservative side).
 
+That combination ranks studies but is not a frequency: the shipped detector's `calibration.json` (beside the model,
+found like `thresholds.json`) maps it to one by Platt scaling, risk = sigmoid(slope * logit(raw) + intercept),
+fitted on a calibration split of synthetic studies. A calibrated risk of 0.3 means that about 3 in 10 studies
+given that risk show a malignant mass on a diagnostic view (on the phantom distribution it was fitted on; it says
+nothing about patients). Without the file (a team's own ONNX) the raw combination is returned and
+`StudyFindings.risk_calibrated` is False.
+
 Findings of non-diagnostic images are dropped: the image is flagged (its `quality` and the `diagnostic` flag in
 the response parameters) and contributes neither boxes nor risk. A study without any diagnostic image is a 422.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +43,55 @@ class Thresholds:
     quality: float
 
 
+CALIBRATION_FILE = "calibration.json"
+# Raw risks are clipped this far from 0 and 1 before the logit (a noisy-OR of confident views reaches 1.0 in FP32).
+_LOGIT_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class RiskCalibration:
+    """Platt scaling of the study risk: calibrated = sigmoid(slope * logit(raw) + intercept), raw clipped to
+    [1e-6, 1 - 1e-6]. Monotone (slope > 0), so it changes no ranking (ROC AUC) and no finding."""
+
+    slope: float
+    intercept: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.slope) and math.isfinite(self.intercept)) or self.slope <= 0:
+            raise ValueError(f"a risk calibration needs a finite slope > 0 and a finite intercept, got "
+                             f"slope {self.slope!r}, intercept {self.intercept!r}")
+
+    def apply(self, raw: float | np.ndarray) -> float | np.ndarray:
+        """The calibrated probability of a raw study risk (scalar or array)."""
+        clipped = np.clip(np.asarray(raw, dtype=np.float64), _LOGIT_EPSILON, 1.0 - _LOGIT_EPSILON)
+        logit = np.log(clipped) - np.log1p(-clipped)
+        calibrated = 1.0 / (1.0 + np.exp(-(self.slope * logit + self.intercept)))
+        return float(calibrated) if np.ndim(calibrated) == 0 else calibrated
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        """The `calibration.json` document (`extra`: provenance such as the split it was fitted on)."""
+        return {"method": "platt", "applies_to": "study_risk", "slope": self.slope, "intercept": self.intercept,
+                **extra}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RiskCalibration:
+        if document.get("method") != "platt":
+            raise ValueError(f"unsupported risk calibration method {document.get('method')!r} (expected 'platt')")
+        return cls(slope=float(document["slope"]), intercept=float(document["intercept"]))
+
+
+def load_calibration(folder: Path) -> RiskCalibration | None:
+    """The model folder's `calibration.json`, or None when it has none. A file that cannot be read as a Platt
+    calibration raises ValueError (a broken side file must not silently serve uncalibrated risks)."""
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    try:
+        return RiskCalibration.from_json(json.loads(path.read_text()))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path.name} is not a risk calibration: {type(error).__name__}: {error}") from None
+
+
 @dataclass(frozen=True)
 class StudyFindings:
     """The findings of a study, in original stored pixels, ordered by image then by decreasing score."""
@@ -43,7 +103,9 @@ class StudyFindings:
     quality: np.ndarray  # float32 [n], P(diagnostic) per image
     diagnostic: list[bool]  # [n], quality >= threshold
     malignancy: np.ndarray  # float32 [n], per-image malignancy probability
-    risk: float  # study-level malignancy probability (module docstring)
+    risk: float  # study-level malignancy probability (module docstring), calibrated when `risk_calibrated`
+    raw_risk: float = float("nan")  # the combination before calibration
+    risk_calibrated: bool = False
 
 
 def pairwise_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -95,8 +157,10 @@ def collect_findings(
     prepared: Sequence[PreparedImage],
     class_names: Sequence[str],
     thresholds: Thresholds,
+    calibration: RiskCalibration | None = None,
 ) -> StudyFindings:
-    """Apply quality gating, the score threshold and NMS per image, and map boxes to stored pixels.
+    """Apply quality gating, the score threshold and NMS per image, map boxes to stored pixels, and combine the
+    study risk (calibrated by `calibration` when given).
 
     outputs: the detector's batch, `boxes` [n, K, 4] (model pixels), `scores` [n, K], `classes` [n, K],
         `malignancy` [n, 1], `quality` [n, 1], in the order of `prepared`.
@@ -133,6 +197,7 @@ def collect_findings(
         all_scores.append(scores[kept])
         all_index.append(np.full(len(kept), item.image.index))
     laterality = [item.image.laterality for item in prepared]
+    raw_risk = study_risk(malignancy, laterality, diagnostic)
     return StudyFindings(
         boxes=np.concatenate(all_boxes).astype(np.float32).reshape(-1, 4),
         scores=np.concatenate(all_scores).astype(np.float32),
@@ -141,5 +206,7 @@ def collect_findings(
         quality=quality,
         diagnostic=diagnostic,
         malignancy=malignancy,
-        risk=study_risk(malignancy, laterality, diagnostic),
+        risk=raw_risk if calibration is None else float(calibration.apply(raw_risk)),
+        raw_risk=raw_risk,
+        risk_calibrated=calibration is not None,
     )

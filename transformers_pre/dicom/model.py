@@ -4,7 +4,8 @@ Request: input `dicom` BYTES [n] (1-4 DICOM Part 10 files of one study), optiona
 Response: `boxes` FP32 [m, 4] (stored pixels of the image named by `image_index`), `scores` FP32 [m], `labels`
 BYTES [m], `image_index` INT32 [m], `quality` FP32 [n], `risk` FP32 [1], and `report` BYTES [1] (a DICOM SR) when
 asked. Response parameter `images`: a JSON array, one object per image in request order, with `index`,
-`sop_instance_uid`, `laterality`, `view`, `diagnostic` and `voi` (never patient data).
+`sop_instance_uid`, `laterality`, `view`, `diagnostic` and `voi` (never patient data); `risk_calibrated`: whether
+the model's `calibration.json` calibrated `risk` (findings module docstring).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from ..errors import BadRequest, PredictorError
 from ..metrics import PAYLOAD_BYTES, stage
 from ..predictor import PredictorClient
 from ..settings import Settings
-from .findings import StudyFindings, Thresholds, collect_findings
+from .findings import (
+    CALIBRATION_FILE,
+    RiskCalibration,
+    StudyFindings,
+    Thresholds,
+    collect_findings,
+    load_calibration,
+)
 from .report import Device, build_report
 from .study import DecodePools, PreparedImage, StudyImage, prepare_study, read_study
 
@@ -96,6 +104,7 @@ class MammographyModel(DuetModel):
         self.thresholds = Thresholds(settings.dicom.score_threshold, settings.dicom.nms_iou,
                                      settings.dicom.quality_threshold)
         self.device = Device.for_model(PREDICTOR_MODEL, b"")
+        self.calibration: RiskCalibration | None = None
         # One set of pools per process bounds concurrent decoding across requests (a 4096x3328 view holds ~40 MB).
         self.pools = DecodePools(settings.dicom)
 
@@ -103,6 +112,10 @@ class MammographyModel(DuetModel):
         folder = self.settings.model_repository / PREDICTOR_MODEL
         self.class_names = (folder / "labels.txt").read_text().split()
         self.thresholds = resolve_thresholds(self.settings, folder)
+        self.calibration = load_calibration(folder)
+        if self.calibration is None:
+            logger.warning("%s has no %s: the study risk is served uncalibrated (risk_calibrated=false)",
+                           PREDICTOR_MODEL, CALIBRATION_FILE)
         self.device = Device.for_model(PREDICTOR_MODEL, _model_fingerprint(folder))
         # pydicom's reading warnings quote element values, which may be patient data: they must not reach a log.
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -173,7 +186,8 @@ class MammographyModel(DuetModel):
     ) -> InferResponse:
         prepared, outputs = result
         with stage(self.name, "postprocess"):
-            findings = collect_findings(outputs, prepared.prepared, self.class_names, self.thresholds)
+            findings = collect_findings(outputs, prepared.prepared, self.class_names, self.thresholds,
+                                        self.calibration)
         blobs = {}
         if prepared.report:
             with stage(self.name, "report"):
@@ -183,7 +197,8 @@ class MammographyModel(DuetModel):
             self.name,
             self._outputs(findings),
             blobs=blobs,
-            parameters={"images": json.dumps(self._image_parameters(prepared, findings))},
+            parameters={"images": json.dumps(self._image_parameters(prepared, findings)),
+                        "risk_calibrated": findings.risk_calibrated},
         )
 
     @staticmethod

@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from rich.progress import Progress
 
-from predictors.detector.build import build, recipe
+from predictors.detector.build import VERIFY_BATCHES, build, recipe
 from predictors.detector.phantom import CLASS_NAMES
 
 OUTPUTS = {
@@ -39,8 +39,11 @@ def test_recipes_are_json_and_quick_is_short() -> None:
     full, quick = recipe(), recipe(quick=True)
     assert json.loads(json.dumps(full)) == full
     assert quick["steps"] < 100 <= full["steps"]
-    assert full["seed"] != full["eval_seed"]
-    assert full["eval_images"] >= 200
+    assert full["seed"] != full["verify_seed"]
+    assert full["verify_images"] >= max(VERIFY_BATCHES)
+    served = full["served_evaluation"]
+    assert served["held_out_studies"] >= 200 and served["calibration_studies"] >= 400
+    assert quick["served_evaluation"]["held_out_studies"] < served["held_out_studies"]
     assert full["input_height"] > full["input_width"]
     assert full["input_height"] % 16 == 0 and full["input_width"] % 16 == 0
 
@@ -63,15 +66,10 @@ def test_quick_build_writes_every_artifact(quick_build: tuple[Path, dict, dict])
     assert card["recipe"] == quick and card["seed"] == quick["seed"]
     assert set(card["artifacts"]) >= {"1/model.onnx", "labels.txt", "thresholds.json", "warmup/image"}
     assert card["packages"]["torch"] != "absent"
-    for key in (
-        "map50",
-        "ap50_malignant_mass",
-        "malignancy_auc",
-        "quality_accuracy",
-        "train_seconds",
-        "params",
-    ):
+    for key in ("train_seconds", "build_seconds", "params"):
         assert key in card["metrics"] and card["metrics"][key] == metrics[key]
+    # Held-out metrics are the served evaluation's (evaluation.served), never the build's own.
+    assert "map50" not in card["metrics"] and "evaluated_with" not in card["metrics"]
     assert 100_000 < metrics["params"] < 1_000_000
     assert "NO CLINICAL VALIDITY" in (model_dir / "README.md").read_text()
     verification = card["verification"]["max_abs_diff_by_batch"]
@@ -119,8 +117,9 @@ def test_onnx_runs_at_batch(quick_build: tuple[Path, dict, dict], batch: int) ->
     np.testing.assert_allclose(alone[1][0], scores[0], atol=1e-5)
 
 
-def test_quick_build_passes_its_quick_quality_gate(quick_build: tuple[Path, dict, dict]) -> None:
-    from predictors.gates import check_gates, floors_for
+def test_a_build_without_the_served_evaluation_fails_its_gate(quick_build: tuple[Path, dict, dict]) -> None:
+    from predictors.gates import QualityGateError, check_gates, floors_for
 
     _, _, metrics = quick_build
-    assert check_gates("mammo_detector", metrics, floors_for("mammo_detector", quick=True))["passed"]
+    with pytest.raises(QualityGateError, match="quality_accuracy was not measured"):
+        check_gates("mammo_detector", metrics, floors_for("mammo_detector", quick=True))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from predictors.detector.phantom import CLASS_NAMES, Phantom, make_phantom
+from predictors.detector.phantom import CLASS_NAMES, QUALITY_THRESHOLD, Phantom, make_phantom
 
 SIZE = (320, 256)
 
@@ -71,10 +71,12 @@ def test_boxes_contain_the_lesions_drawn(size: tuple[int, int]) -> None:
         inside = np.zeros(size, bool)
         for box in with_lesions.boxes:
             inside[_box_slices(box)] = True
-            # Each box holds a clearly visible lesion...
-            assert excess[_box_slices(box)].max() > 0.15, (seed, box)
-        # ...and nothing visible was drawn outside the boxes (soft tails fade below 0.08).
-        assert excess[~inside].max() < 0.08, seed
+            # Each box holds a lesion (subtle ones are about the texture's standard deviation, 0.07-0.11; a mild
+            # low-contrast impairment squeezes them to a fifth)...
+            floor = 0.06 if with_lesions.impairment == "none" else 0.015
+            assert excess[_box_slices(box)].max() > floor, (seed, box, with_lesions.impairment)
+        # ...and nothing visible was drawn outside the boxes (soft tails fade below 0.08; a mild blur spreads them).
+        assert excess[~inside].max() < (0.08 if with_lesions.impairment == "none" else 0.1), seed
         # Every lesion sits inside the breast.
         for box in with_lesions.boxes:
             cx, cy = int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
@@ -96,6 +98,8 @@ def test_same_seed_at_two_resolutions_scales(seed: int) -> None:
     np.testing.assert_allclose(small.boxes * 4.0, large.boxes, atol=1e-2)
     # Same picture: the large image box-averaged down matches the small one closely (only fine noise differs).
     pooled = large.image.reshape(400, 4, 325, 4).mean(axis=(1, 3))
+    if large.impairment == "noise":  # the grain is drawn per size (its strength is what scales)
+        return
     assert np.abs(pooled - small.image).mean() < 0.02
     assert np.corrcoef(pooled.ravel(), small.image.ravel())[0, 1] > 0.98
 
@@ -118,7 +122,7 @@ def test_breast_is_against_the_chest_wall_on_the_left() -> None:
 def test_degraded_share_and_label_mix() -> None:
     phantoms = [make_phantom(seed, 64, 52) for seed in range(600)]
     degraded = np.mean([p.degraded for p in phantoms])
-    assert 0.19 < degraded < 0.31
+    assert 0.24 < degraded < 0.34
     labels = np.concatenate([p.labels for p in phantoms])
     assert set(labels.tolist()) == {0, 1, 2}
     counts = np.bincount(labels, minlength=3) / len(labels)
@@ -147,8 +151,12 @@ def test_degraded_images_lose_detail() -> None:
         core = ndimage.binary_erosion(good.breast_mask, iterations=25)
         detail_good = (good.image - ndimage.gaussian_filter(good.image, 3))[core].std()
         detail_bad = (bad.image - ndimage.gaussian_filter(bad.image, 3))[core].std()
-        # Blur and low contrast flatten it; heavy noise swamps it.
-        assert detail_bad < 0.5 * detail_good or detail_bad > 2 * detail_good, (seed, detail_good, detail_bad)
+        # Blur and low contrast flatten it; heavy noise swamps it. The diagnostic twin may be mildly impaired the
+        # same way (same seed, same kind, lower severity), so the comparison is one-sided by kind.
+        if bad.impairment == "noise":
+            assert detail_bad > 1.2 * detail_good, (seed, detail_good, detail_bad)
+        else:
+            assert detail_bad < 0.8 * detail_good, (seed, bad.impairment, detail_good, detail_bad)
 
 
 def test_invalid_arguments_raise() -> None:
@@ -156,3 +164,30 @@ def test_invalid_arguments_raise() -> None:
         make_phantom(0, *SIZE, n_lesions=4)
     with pytest.raises(ValueError, match="16x16"):
         make_phantom(0, 8, 8)
+
+
+
+def test_quality_is_graded_around_the_threshold() -> None:
+    """Diagnostic images include mildly impaired ones, and both classes have images close to the threshold."""
+    phantoms = [make_phantom(seed, 64, 52) for seed in range(400)]
+    for p in phantoms:
+        if p.impairment == "none":
+            assert p.severity == 0.0 and not p.degraded
+        elif p.impairment != "blank":
+            assert p.degraded == (p.severity >= QUALITY_THRESHOLD), (p.impairment, p.severity)
+    diagnostic = [p for p in phantoms if not p.degraded]
+    assert np.mean([p.impairment != "none" for p in diagnostic]) > 0.2
+    severities = np.array([p.severity for p in phantoms if p.impairment not in ("none", "blank")])
+    assert np.count_nonzero((severities >= 0.4) & (severities < QUALITY_THRESHOLD)) >= 10
+    assert np.count_nonzero((severities >= QUALITY_THRESHOLD) & (severities < 0.6)) >= 10
+    for kind in ("blur", "noise", "low_contrast"):
+        assert kind in {p.impairment for p in phantoms}
+
+
+def test_forced_quality_keeps_the_kind_and_orders_the_severity() -> None:
+    for seed in range(30):
+        good = make_phantom(seed, 64, 52, degraded=False)
+        bad = make_phantom(seed, 64, 52, degraded=True)
+        assert good.severity < QUALITY_THRESHOLD <= bad.severity or bad.impairment == "blank"
+        if good.impairment != "none":
+            assert good.impairment == bad.impairment

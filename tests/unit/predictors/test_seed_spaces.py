@@ -36,8 +36,8 @@ def _detector_build_seeds() -> set[int]:
     for quick in (False, True):
         r = recipe(quick=quick)
         seeds |= set(detector_build_seeds(r["seed"], r["train_images"]))
-        seeds |= set(detector_build_seeds(r["eval_seed"], r["eval_images"]))
-        seeds.add(r["eval_seed"] + 1)  # the warmup image
+        seeds |= set(detector_build_seeds(r["verify_seed"], r["verify_images"]))
+        seeds.add(r["verify_seed"] + 1)  # the warmup image
     return seeds
 
 
@@ -77,10 +77,14 @@ def test_training_held_out_and_test_phantoms_share_no_stream() -> None:
     assert len({_pool(s) for s in training}) == len(training)
     test = list(_namespaced(Namespace.TEST))
     held_out = list(_namespaced(Namespace.HELD_OUT))
+    calibration = list(_namespaced(Namespace.CALIBRATION))
     assert len({_pool(s) for s in test}) == len(test) == len(TEST_SEEDS) * len(VIEW_INDICES)
     assert _shared_streams(test, training) == 0
     assert _shared_streams(held_out, training) == 0
     assert _shared_streams(test, held_out) == 0
+    assert _shared_streams(calibration, training) == 0
+    assert _shared_streams(calibration, held_out) == 0
+    assert _shared_streams(calibration, test) == 0
 
 
 def test_detector_training_and_build_held_out_blocks_are_disjoint() -> None:
@@ -88,8 +92,8 @@ def test_detector_training_and_build_held_out_blocks_are_disjoint() -> None:
 
     r = recipe()
     train = set(detector_build_seeds(r["seed"], r["train_images"]))
-    held_out = set(detector_build_seeds(r["eval_seed"], r["eval_images"]))
-    assert not train & held_out and r["eval_seed"] + 1 not in train
+    verify = set(detector_build_seeds(r["verify_seed"], r["verify_images"]))
+    assert not train & verify and r["verify_seed"] + 1 not in train
     with pytest.raises(ValueError, match="at most"):
         detector_build_seeds(0, 1_000_004)
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from transformers_pre.dicom.findings import Thresholds, collect_findings, nms, pairwise_iou, study_risk
+from transformers_pre.dicom.findings import (
+    CALIBRATION_FILE,
+    RiskCalibration,
+    Thresholds,
+    collect_findings,
+    load_calibration,
+    nms,
+    pairwise_iou,
+    study_risk,
+)
 from transformers_pre.dicom.geometry import ViewTransform
 from transformers_pre.dicom.intake import ImageHeader
 from transformers_pre.dicom.study import PreparedImage, StudyImage
@@ -111,3 +122,41 @@ def test_no_findings_gives_empty_well_typed_outputs() -> None:
     found = collect_findings(_outputs([[[1, 1, 5, 5]]], [[0.1]], [[0]], [0.05], [0.9]), [image], NAMES, THRESHOLDS)
     assert found.boxes.shape == (0, 4) and found.scores.shape == (0,) and found.labels == []
     assert found.risk == pytest.approx(0.05)
+
+
+def test_platt_calibration_is_monotone_and_maps_the_raw_risk() -> None:
+    calibration = RiskCalibration(slope=2.0, intercept=-1.0)
+    raw = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    calibrated = calibration.apply(raw)
+    assert np.all(np.diff(calibrated) > 0) and np.all((calibrated > 0) & (calibrated < 1))
+    # sigmoid(2 * logit(0.5) - 1) = sigmoid(-1)
+    assert calibration.apply(0.5) == pytest.approx(1 / (1 + np.e))
+    assert RiskCalibration(1.0, 0.0).apply(0.3) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="slope > 0"):
+        RiskCalibration(slope=-1.0, intercept=0.0)
+
+
+def test_collect_applies_the_calibration_to_the_study_risk_and_says_so() -> None:
+    image = _prepared(0, "L", ViewTransform((100, 80), (0, 0, 80, 100), (64, 52), False))
+    outputs = _outputs([[[1, 1, 5, 5]]], [[0.1]], [[0]], [0.4], [0.9])
+    calibration = RiskCalibration(slope=1.5, intercept=-0.5)
+    plain = collect_findings(outputs, [image], NAMES, THRESHOLDS)
+    calibrated = collect_findings(outputs, [image], NAMES, THRESHOLDS, calibration)
+    assert not plain.risk_calibrated and plain.risk == pytest.approx(0.4) == plain.raw_risk
+    assert calibrated.risk_calibrated and calibrated.raw_risk == pytest.approx(0.4)
+    assert calibrated.risk == pytest.approx(calibration.apply(0.4)) and calibrated.risk != pytest.approx(0.4)
+
+
+def test_calibration_file_round_trips_and_a_missing_one_is_none(tmp_path) -> None:
+    assert load_calibration(tmp_path) is None
+    calibration = RiskCalibration(slope=1.7, intercept=-0.2)
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(calibration.to_json(fitted_on={"studies": 10})))
+    assert load_calibration(tmp_path) == calibration
+
+
+@pytest.mark.parametrize("document", ['{"method": "isotonic"}', '{"method": "platt"}', "not json",
+                                      '{"method": "platt", "slope": 0, "intercept": 1}'])
+def test_a_broken_calibration_file_is_refused_not_ignored(tmp_path, document: str) -> None:
+    (tmp_path / CALIBRATION_FILE).write_text(document)
+    with pytest.raises(ValueError):
+        load_calibration(tmp_path)
