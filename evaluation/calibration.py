@@ -98,3 +98,25 @@ def plot_reliability(curves: dict[str, list[dict[str, Any]]], path: Path, title:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m evaluation.calibration CARD PNG`: draw the reliability diagram of a detector card's held-out
+    study risks (`metrics.risk_reliability`, written by `evaluation.served`)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("card", type=Path, help="card.json of a built mammo_detector")
+    parser.add_argument("png", type=Path, help="where to write the diagram")
+    args = parser.parse_args(argv)
+    metrics = json.loads(args.card.read_text())["metrics"]
+    curves = metrics["risk_reliability"]
+    title = (f"Study risk on {metrics['studies'] - metrics['refused_studies']} held-out synthetic studies: "
+             f"ECE {metrics['risk_ece']:.3f} calibrated, {metrics['risk_ece_uncalibrated']:.3f} uncalibrated")
+    plot_reliability({"calibrated (Platt)": curves["calibrated"], "uncalibrated": curves["uncalibrated"]},
+                     args.png, title)
+
+
+if __name__ == "__main__":
+    main()

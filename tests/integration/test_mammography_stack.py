@@ -23,7 +23,7 @@ from kserve import InferenceGRPCClient, InferInput, InferRequest
 from pydicom import dcmread
 
 from duet.dicom_synth import SynthImage, synth_image, synth_study
-from transformers_pre.dicom.findings import Thresholds, collect_findings, pairwise_iou
+from transformers_pre.dicom.findings import Thresholds, collect_findings, load_calibration, pairwise_iou
 from transformers_pre.dicom.model import resolve_thresholds
 from transformers_pre.dicom.study import DecodePools, prepare_study, read_study
 from transformers_pre.settings import DicomSettings, Settings
@@ -85,7 +85,7 @@ def _reference(stack, blobs: list[bytes]) -> dict:
     outputs = dict(zip(names, session.run(names, {"image": batch})))
     thresholds: Thresholds = resolve_thresholds(Settings(model_repository=stack.model_repository), folder)
     labels = (folder / "labels.txt").read_text().split()
-    return collect_findings(outputs, prepared, labels, thresholds).__dict__
+    return collect_findings(outputs, prepared, labels, thresholds, load_calibration(folder)).__dict__
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,8 @@ def test_binary_json_and_grpc_agree_with_an_in_process_run(local_stack, studies)
     assert outputs["labels"]["data"] == expected["labels"]
     np.testing.assert_allclose(outputs["quality"]["data"], expected["quality"], atol=1e-4)
     images = json.loads(reply.json()["parameters"]["images"])
+    # The shipped detector carries calibration.json: the served risk is the calibrated one, and says so.
+    assert reply.json()["parameters"]["risk_calibrated"] is True
     assert [(image["laterality"], image["view"]) for image in images] == [("L", "CC"), ("R", "CC"), ("L", "MLO"),
                                                                          ("R", "MLO")]
     assert [image["sop_instance_uid"] for image in images] == [str(i.dataset.SOPInstanceUID) for i in study]
