@@ -30,6 +30,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .body import RECEIVED_BODY, WHOLE_BODY_MIN_BYTES, ClientDisconnected, receive_whole_body, replay
 from .errors import DuetError
 from .listeners import BoundModelServer
 from .logs import REQUEST_ID
@@ -114,7 +115,9 @@ class BinarySafeDataPlane(DataPlane):
         if json_length is None or not json_length.isdigit() or int(json_length) > len(body):
             raise InvalidInput(f"binary request needs a valid '{INFERENCE_HEADER}' header")
         check_binary_header(body[: int(json_length)])
-        return parse_binary_request(body, int(json_length), model_name)
+        # A large body was received whole by RequestContextMiddleware, which gave the route only its JSON header.
+        whole = RECEIVED_BODY.get()
+        return parse_binary_request(body if whole is None else whole, int(json_length), model_name)
 
 
 def check_binary_header(header_bytes: bytes) -> None:
@@ -133,8 +136,9 @@ def check_binary_header(header_bytes: bytes) -> None:
         raise InvalidInput(describe_validation_error(RequestValidationError(error.errors()))) from None
 
 
-def parse_binary_request(body: bytes, json_length: int, model_name: str) -> InferRequest:
-    """A v2 REST request with the binary tensor extension: JSON header, then each input's raw bytes."""
+def parse_binary_request(body: bytes | memoryview, json_length: int, model_name: str) -> InferRequest:
+    """A v2 REST request with the binary tensor extension: JSON header, then each input's raw bytes (each
+    input's `_raw_data` a view of `body`, never a copy)."""
     try:
         header = orjson.loads(body[:json_length])
         declared_inputs = header["inputs"]
@@ -158,7 +162,7 @@ def parse_binary_request(body: bytes, json_length: int, model_name: str) -> Infe
             size = (declared.get("parameters") or {}).get("binary_data_size")
             if not isinstance(size, int) or size < 0 or offset + size > len(body):
                 raise InvalidInput(f"input {infer_input.name!r} has a missing or wrong 'binary_data_size'")
-            # A view, not a copy: a 4-view study is ~100 MB, and the BYTES codec copies each element out once.
+            # A view, not a copy: a 4-view study is ~100 MB (the BYTES codec reads its elements in place too).
             infer_input._raw_data = memoryview(body)[offset : offset + size]
             offset += size
         inputs.append(infer_input)
@@ -297,11 +301,51 @@ class RequestContextMiddleware:
         token = REQUEST_ID.set(request_id)
         try:
             refusal = _refusal(request)
+            whole_length = _whole_body_length(scope, request) if refusal is None else None
+            if whole_length is not None:
+                await self._with_whole_body(scope, receive, send_with_headers, whole_length,
+                                            int(request.headers[INFERENCE_HEADER]))
+                return
             if refusal is None and "content-length" not in request.headers:
                 receive = _counted(receive, settings().max_request_bytes)
             await (refusal or self.app)(scope, receive, send_with_headers)
         finally:
             REQUEST_ID.reset(token)
+
+    async def _with_whole_body(self, scope: Scope, receive: Receive, send: Send, length: int,
+                               json_length: int) -> None:
+        """Receive the body into one buffer (`body.py`), then run the app on its JSON header alone, with the
+        buffer in `RECEIVED_BODY` for `BinarySafeDataPlane` to read the tensors from."""
+        try:
+            whole = await receive_whole_body(receive, length)
+        except ClientDisconnected:
+            return
+        except ValueError as error:
+            logger.warning("request failed: 400 %s", error)
+            await JSONResponse(status_code=400, content={"error": str(error)})(scope, receive, send)
+            return
+        # The header is parsed as the v2 binary extension whatever content type the client declared.
+        headers = [(key, value) for key, value in scope["headers"] if key != b"content-type"]
+        scope = {**scope, "headers": [*headers, (b"content-type", b"application/octet-stream")]}
+        header_only = {"type": "http.request", "body": bytes(whole[:json_length]), "more_body": False}
+        token = RECEIVED_BODY.set(whole)
+        try:
+            await self.app(scope, replay(header_only, receive), send)
+        finally:
+            RECEIVED_BODY.reset(token)
+
+
+def _whole_body_length(scope: Scope, request: Request) -> int | None:
+    """The Content-Length of a binary-extension inference request large enough to be received whole, else
+    None (the request takes Starlette's path)."""
+    if scope["method"] != "POST" or not scope["path"].endswith("/infer"):
+        return None
+    length, json_length = request.headers.get("content-length", ""), request.headers.get(INFERENCE_HEADER, "")
+    if not (length.isdigit() and json_length.isdigit()):
+        return None
+    if int(length) < WHOLE_BODY_MIN_BYTES or not 0 < int(json_length) <= int(length):
+        return None
+    return int(length)
 
 
 # Installed when this module is imported, which also happens inside every REST worker process KServe spawns

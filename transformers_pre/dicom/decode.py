@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from io import BytesIO
 
 import numpy as np
 from pydicom import dcmread
@@ -49,6 +48,7 @@ from pydicom.uid import (
 )
 
 from ..errors import BadRequest, PayloadTooLarge, Unprocessable
+from .blob import Blob, open_blob
 from .jpeg2000 import Codestream, read_codestream
 
 # Transfer syntax -> the pydicom decoding plugin pinned for it ("" = pydicom's own native decoder).
@@ -99,7 +99,7 @@ def check_transfer_syntax(uid: str, index: int) -> UID:
     return UID(uid)
 
 
-def decode_pixels(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool = False) -> np.ndarray:
+def decode_pixels(blob: Blob, transfer_syntax: UID, index: int, *, forced: bool = False) -> np.ndarray:
     """The first frame's stored values [Rows, Columns] (uint8/int8/uint16/int16 as pydicom decodes them).
 
     blob: the whole DICOM file, already validated by the header-only intake.
@@ -107,7 +107,7 @@ def decode_pixels(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool
         (one of the uncompressed ones) was inferred by the intake.
     """
     try:
-        ds = dcmread(BytesIO(blob), force=forced)
+        ds = dcmread(open_blob(blob), force=forced)
     except Exception as error:  # noqa: BLE001 - pydicom raises many types for corrupt files
         raise BadRequest(f"the file cannot be read with its pixel data ({type(error).__name__})",
                          image_index=index) from None
@@ -133,10 +133,10 @@ def decode_pixels(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool
     return pixels
 
 
-def locate_pixel_data(blob: bytes, transfer_syntax: UID, index: int, *, forced: bool = False) -> PixelDataElement:
+def locate_pixel_data(blob: Blob, transfer_syntax: UID, index: int, *, forced: bool = False) -> PixelDataElement:
     """The top-level Pixel Data (7FE0,0010) element of a little-endian, non-deflated file, read with pydicom's
     header parser (which stops right before it) and its element header decoded here; 400 when absent."""
-    stream = BytesIO(blob)
+    stream = open_blob(blob)
     try:
         dcmread(stream, stop_before_pixels=True, force=forced)
     except Exception:  # noqa: BLE001 - the intake read this header already; a failure here is a corrupt file
@@ -150,7 +150,7 @@ def locate_pixel_data(blob: bytes, transfer_syntax: UID, index: int, *, forced: 
             (length,) = struct.unpack_from("<I", blob, position + 4)
             value = position + 8
         else:
-            vr = blob[position + 4 : position + 6]
+            vr = bytes(blob[position + 4 : position + 6])
             if vr in LONG_VRS:
                 (length,) = struct.unpack_from("<I", blob, position + 8)
                 value = position + 12
@@ -167,7 +167,7 @@ def locate_pixel_data(blob: bytes, transfer_syntax: UID, index: int, *, forced: 
     return PixelDataElement(value, length)
 
 
-def native_pixels(blob: bytes, element: PixelDataElement, rows: int, columns: int, bits_allocated: int,
+def native_pixels(blob: Blob, element: PixelDataElement, rows: int, columns: int, bits_allocated: int,
                   signed: bool, index: int) -> np.ndarray:
     """The first frame of native little-endian pixel data as a read-only numpy VIEW of `blob` [rows, columns].
 
@@ -183,14 +183,14 @@ def native_pixels(blob: bytes, element: PixelDataElement, rows: int, columns: in
     return np.frombuffer(blob, dtype=dtype, count=rows * columns, offset=element.offset).reshape(rows, columns)
 
 
-def jpeg2000_frame(blob: bytes, element: PixelDataElement, index: int, frames: int = 1) -> bytes:
+def jpeg2000_frame(blob: Blob, element: PixelDataElement, index: int, frames: int = 1) -> bytes:
     """The first frame's codestream of encapsulated pixel data (PS3.5 A.4). With one frame: the items after the
     Basic Offset Table up to the Sequence Delimiter, joined (one copy; one fragment is a single slice); with
     several, pydicom's `get_frame` finds the first."""
     if element.length is not None:
         raise BadRequest("JPEG 2000 Pixel Data must be encapsulated (undefined length)", image_index=index)
     if frames > 1:
-        stream = BytesIO(blob)
+        stream = open_blob(blob)
         stream.seek(element.offset)
         try:
             return get_frame(stream, 0, number_of_frames=frames)

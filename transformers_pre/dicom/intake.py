@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from io import BytesIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -36,6 +35,7 @@ from pydicom.uid import (
 
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..settings import DicomSettings
+from .blob import Blob, open_blob, prefix
 from .decode import check_transfer_syntax
 
 # "For processing" SOP classes (raw detector data, not meant for reading): mammography, DX, intra-oral and
@@ -82,10 +82,10 @@ def _short(value: object) -> str:
     return repr(text if len(text) <= 32 else text[:32] + "...")
 
 
-def _read_meta(blob: bytes, index: int) -> tuple[Dataset | None, int]:
+def _read_meta(blob: Blob, index: int) -> tuple[Dataset | None, int]:
     """The Part 10 file meta group (only its Transfer Syntax UID, the one attribute the pipeline reads) and the
     offset right after it; (None, 0) when there is no Part 10 header."""
-    fp = BytesIO(blob)
+    fp = open_blob(blob)
     try:
         if read_preamble(fp, False) is None:
             return None, 0
@@ -105,7 +105,7 @@ def _read_meta(blob: bytes, index: int) -> tuple[Dataset | None, int]:
     return meta, fp.tell()
 
 
-def _check_inflated_size(blob: bytes, offset: int, cap: int, index: int) -> None:
+def _check_inflated_size(blob: Blob, offset: int, cap: int, index: int) -> None:
     """Inflate a Deflated dataset up to `cap` + 1 bytes without keeping it: 413 when it would grow past `cap`."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = 0
@@ -134,21 +134,23 @@ def _transfer_syntax(meta: Dataset | None, ds: Dataset, index: int) -> UID:
     return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
-def read_header(blob: bytes, index: int, caps: DicomSettings) -> ImageHeader:
-    """Validate one file's header (no pixel decoding) and return what the pipeline needs from it."""
+def read_header(blob: Blob, index: int, caps: DicomSettings) -> ImageHeader:
+    """Validate one file's header (no pixel decoding) and return what the pipeline needs from it.
+
+    blob: the file as bytes or as a view of the request (read in place, never copied whole)."""
     if len(blob) == 0:
         raise BadRequest("the file is empty", image_index=index)
     if len(blob) > caps.max_file_bytes:
         raise PayloadTooLarge(f"the file has {len(blob)} bytes; the limit is {caps.max_file_bytes}",
                               image_index=index)
-    if blob[128:132] == b"DICM" and blob[:128].startswith(EXECUTABLE_MAGIC):
+    if blob[128:132] == b"DICM" and prefix(blob, 128).startswith(EXECUTABLE_MAGIC):
         raise BadRequest("the DICOM preamble holds an executable header; refused", image_index=index)
     meta, offset = _read_meta(blob, index)
     if meta is not None and str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
         _check_inflated_size(blob, offset, caps.max_inflated_bytes, index)
     forced = meta is None
     try:
-        ds = dcmread(BytesIO(blob), stop_before_pixels=True, force=forced)
+        ds = dcmread(open_blob(blob), stop_before_pixels=True, force=forced)
     except Exception:  # noqa: BLE001 - corrupt files raise many types; none of their text is returned
         raise BadRequest("not a readable DICOM file", image_index=index) from None
     try:

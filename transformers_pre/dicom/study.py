@@ -40,6 +40,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..metrics import DECODED_IMAGES, STAGE_SECONDS, STUDY_IMAGES
 from ..settings import DicomSettings
+from .blob import Blob
 from .decode import (
     JPEG2000_SYNTAXES,
     check_codestream,
@@ -142,7 +143,7 @@ def chest_wall_hint(ds: Dataset, laterality: str) -> bool | None:
     return None
 
 
-def read_study(blobs: Sequence[bytes], settings: DicomSettings) -> list[StudyImage]:
+def read_study(blobs: Sequence[Blob], settings: DicomSettings) -> list[StudyImage]:
     """Header-only validation of every file, then the study-level checks; no pixel is decoded here."""
     if not blobs:
         raise BadRequest("input 'dicom' is empty: send 1 to 4 DICOM files of one study")
@@ -192,7 +193,7 @@ class ViewPixels:
 
 
 def prepare_pixels(
-    blob: bytes, header: ImageHeader, laterality: str, model_hw: tuple[int, int], resolution_aware: bool = True
+    blob: Blob, header: ImageHeader, laterality: str, model_hw: tuple[int, int], resolution_aware: bool = True
 ) -> ViewPixels:
     """Decode, window, crop, orient and resize one image (pure; runs in a worker thread or process).
 
@@ -321,7 +322,7 @@ def _assemble(image: StudyImage, view: ViewPixels, model_name: str) -> PreparedI
     return PreparedImage(image=image, pixels=view.pixels, transform=view.transform, voi=view.voi)
 
 
-def prepare_image(blob: bytes, image: StudyImage, model_hw: tuple[int, int], model_name: str) -> PreparedImage:
+def prepare_image(blob: Blob, image: StudyImage, model_hw: tuple[int, int], model_name: str) -> PreparedImage:
     """`prepare_pixels` for one image in this process, its stage times recorded under `model_name`."""
     return _assemble(image, prepare_pixels(blob, image.header, image.laterality, model_hw), model_name)
 
@@ -424,7 +425,7 @@ class DecodePools:
 
 
 async def prepare_study(
-    blobs: Sequence[bytes],
+    blobs: Sequence[Blob],
     images: Sequence[StudyImage],
     model_hw: tuple[int, int],
     pools: DecodePools,
@@ -436,7 +437,8 @@ async def prepare_study(
     for image in images:
         blob = blobs[image.index]
         if pools.uses_process(image.header):
-            arguments = (_prepare_in_worker, blob, image.index, image.laterality, model_hw, pools.settings)
+            # A view of the request cannot be pickled: a worker process gets its own copy of the file.
+            arguments = (_prepare_in_worker, bytes(blob), image.index, image.laterality, model_hw, pools.settings)
             try:
                 tasks.append(loop.run_in_executor(pools.processes(), *arguments))
             except BrokenProcessPool:

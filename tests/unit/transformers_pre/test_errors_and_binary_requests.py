@@ -67,3 +67,27 @@ def test_binary_request_with_a_lying_size_is_rejected() -> None:
         parse_binary_request(body[:-1], json_length, "m")
     with pytest.raises(InvalidInput, match="unreadable v2 request header"):
         parse_binary_request(b"{not json", 9, "m")
+
+
+def test_binary_elements_are_views_of_the_request_not_copies() -> None:
+    first, second = bytes(range(256)) * 64, b"\x00\x01"
+    body, json_length = _binary_body([first, second])
+    blobs = decode_blobs(parse_binary_request(body, json_length, "mammography"), "dicom")
+    assert [bytes(blob) for blob in blobs] == [first, second]
+    assert all(isinstance(blob, memoryview) and blob.readonly and blob.obj is body for blob in blobs)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"\x05\x00", "element 0 has a truncated length prefix"),
+        ((9).to_bytes(4, "little") + b"abc", "element 0 declares 9 bytes but 3 remain"),
+        ((1).to_bytes(4, "little") + b"a" + (7).to_bytes(4, "little") + b"b", "element 1 declares 7 bytes"),
+    ],
+)
+def test_a_malformed_raw_bytes_tensor_is_400_naming_the_element(payload: bytes, message: str) -> None:
+    header = json.dumps({"inputs": [{"name": "dicom", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(payload)}}]}).encode()
+    request = parse_binary_request(header + payload, len(header), "mammography")
+    with pytest.raises(BadRequest, match=message):
+        decode_blobs(request, "dicom")

@@ -248,3 +248,18 @@ def test_every_prepared_image_is_counted_by_its_transfer_syntax(syntax: str, nam
     finally:
         pools.shutdown()
     assert DECODED_IMAGES.labels(name)._value.get() - before == 2
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "rle", "jpegls", "j2k"])
+def test_a_file_read_in_place_from_the_request_prepares_exactly_like_its_bytes(syntax: str) -> None:
+    """Files arrive as read-only views of the request body (`codecs.split_bytes_tensor`); every path reads them
+    in place and gives the same header and model input as from a `bytes` copy."""
+    blob = synth_image(31, rows=512, columns=416, bits=12, syntax=syntax, n_lesions=1, degraded=False).to_bytes()
+    view = memoryview(bytearray(b"\0" * 7 + blob))[7:].toreadonly()  # inside a larger buffer, as in a request
+    from_bytes, from_view = read_study([blob], DicomSettings())[0], read_study([view], DicomSettings())[0]
+    assert from_view.header.rows == from_bytes.header.rows == 512
+    assert from_view.header.transfer_syntax == from_bytes.header.transfer_syntax
+    expected = prepare_pixels(blob, from_bytes.header, from_bytes.laterality, (128, 104))
+    actual = prepare_pixels(view, from_view.header, from_view.laterality, (128, 104))
+    np.testing.assert_array_equal(actual.pixels, expected.pixels)
+    assert actual.transform == expected.transform
