@@ -257,8 +257,8 @@ def smoke_request(client: httpx.Client, base: str, host: str | None, model: str,
 
 def smoke_sentiment(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
     """A batch of two texts; the answer checked by `check_sentiment` (`seed` unused: the texts are fixed)."""
-    return check_sentiment(smoke_request(client, base, host, "sentiment", v2.model_request("sentiment", SMOKE_TEXTS)),
-                           len(SMOKE_TEXTS))
+    request = v2.model_request("sentiment", SMOKE_TEXTS)
+    return check_sentiment(smoke_request(client, base, host, "sentiment", request), len(SMOKE_TEXTS))
 
 
 def smoke_mammography(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
@@ -266,8 +266,8 @@ def smoke_mammography(client: httpx.Client, base: str, host: str | None, seed: i
     from .dicom_synth import synth_study
 
     study = [image.to_bytes() for image in synth_study(seed, images=4)]
-    return check_mammography(smoke_request(client, base, host, "mammography", v2.model_request("mammography", study)),
-                             len(study))
+    request = v2.model_request("mammography", study)
+    return check_mammography(smoke_request(client, base, host, "mammography", request), len(study))
 
 
 def smoke_model(client: httpx.Client, base: str, host: str | None, model: str, seed: int) -> SmokeResult:

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from tritonclient.utils import InferenceServerException
 
+from transformers_pre import registry
+
 from .v2 import bytes_input
 
 
@@ -20,9 +22,10 @@ def infer_sentiment(url: str, texts: list[str], console: Console, report: Path |
     """Score texts and print label, probabilities and entropy per text (`report` is for mammography only)."""
     if report:
         console.print("[yellow]--report is for mammography; ignored[/]")
-    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("probabilities", "label", "entropy")]
+    spec = registry.model("sentiment")
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in spec.outputs]
     try:
-        result = _client(url).infer("sentiment", [bytes_input("text", texts)], outputs=outputs)
+        result = _client(url).infer(spec.name, [bytes_input(spec.input, texts)], outputs=outputs)
     except InferenceServerException as error:
         console.print(f"[red]{error.status() or ''} {error.message()}[/]")
         raise SystemExit(1) from None
@@ -37,11 +40,12 @@ def infer_sentiment(url: str, texts: list[str], console: Console, report: Path |
 def infer_mammography(url: str, paths: list[str], console: Console, report: Path | None = None) -> None:
     """Send one study (1 to 4 DICOM files) and print findings per image, quality and the study risk."""
     files = [Path(path) for path in paths]
-    names = ["boxes", "scores", "labels", "image_index", "quality", "risk"] + (["report"] if report else [])
+    spec = registry.model("mammography")
+    names = [*spec.outputs, *(["report"] if report else [])]
     outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in names]
     try:
         result = _client(url).infer(
-            "mammography", [bytes_input("dicom", [f.read_bytes() for f in files])], outputs=outputs,
+            spec.name, [bytes_input(spec.input, [f.read_bytes() for f in files])], outputs=outputs,
             parameters={"report": "sr"} if report else None,
         )
     except InferenceServerException as error:
