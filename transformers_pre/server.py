@@ -30,7 +30,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .body import RECEIVED_BODY, WHOLE_BODY_MIN_BYTES, ClientDisconnected, receive_whole_body, replay
+from .body import (
+    RECEIVED_BODY,
+    WHOLE_BODY_MIN_BYTES,
+    ClientDisconnected,
+    ReceiveBuffers,
+    receive_whole_body,
+    replay,
+)
 from .errors import DuetError
 from .listeners import BoundModelServer
 from .logs import REQUEST_ID
@@ -48,6 +55,12 @@ RETRY_STATUSES = (429, 503)
 def settings() -> Settings:
     """The process's settings, read once from the environment (each REST worker reads its own)."""
     return Settings()
+
+
+@functools.cache
+def receive_buffers() -> ReceiveBuffers:
+    """The process's reusable buffers for large request bodies (`body.py`)."""
+    return ReceiveBuffers(settings().receive_buffer_pool_bytes)
 
 
 class BinarySafeDataPlane(DataPlane):
@@ -316,8 +329,9 @@ class RequestContextMiddleware:
                                json_length: int) -> None:
         """Receive the body into one buffer (`body.py`), then run the app on its JSON header alone, with the
         buffer in `RECEIVED_BODY` for `BinarySafeDataPlane` to read the tensors from."""
+        buffers = receive_buffers()
         try:
-            whole = await receive_whole_body(receive, length)
+            whole = await receive_whole_body(receive, length, buffers)
         except ClientDisconnected:
             return
         except ValueError as error:
@@ -333,6 +347,8 @@ class RequestContextMiddleware:
             await self.app(scope, replay(header_only, receive), send)
         finally:
             RECEIVED_BODY.reset(token)
+            # Reused only once no view of it is left (ReceiveBuffers.take checks).
+            buffers.give_back(whole.obj)
 
 
 def _whole_body_length(scope: Scope, request: Request) -> int | None:

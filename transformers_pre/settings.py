@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         description="Largest request body (REST, 413 beyond) and gRPC message (the server's receive and send "
         "limits): four 6144 x 6144 16-bit uncompressed views with room for the v2 header.",
     )
+    receive_buffer_pool_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="Memory kept between requests for receiving large binary bodies (a 4-view uncompressed study "
+        "is ~110 MB): reusing mapped memory saves a page fault per 4 KB, which costs more than the copy "
+        "(docs/benchmarks.md). 0 maps fresh memory for every request.",
+    )
     bearer_token: str | None = Field(
         None,
         description="When set, every request except health, readiness and /metrics must carry "

@@ -183,10 +183,11 @@ def native_pixels(blob: Blob, element: PixelDataElement, rows: int, columns: int
     return np.frombuffer(blob, dtype=dtype, count=rows * columns, offset=element.offset).reshape(rows, columns)
 
 
-def jpeg2000_frame(blob: Blob, element: PixelDataElement, index: int, frames: int = 1) -> bytes:
+def jpeg2000_frame(blob: Blob, element: PixelDataElement, index: int, frames: int = 1) -> Blob:
     """The first frame's codestream of encapsulated pixel data (PS3.5 A.4). With one frame: the items after the
-    Basic Offset Table up to the Sequence Delimiter, joined (one copy; one fragment is a single slice); with
-    several, pydicom's `get_frame` finds the first."""
+    Basic Offset Table up to the Sequence Delimiter, a view of `blob` when they are one fragment (the usual case:
+    no copy of a 10 MB codestream into fresh memory), else joined; with several frames, pydicom's `get_frame`
+    finds the first."""
     if element.length is not None:
         raise BadRequest("JPEG 2000 Pixel Data must be encapsulated (undefined length)", image_index=index)
     if frames > 1:
@@ -215,10 +216,10 @@ def jpeg2000_frame(blob: Blob, element: PixelDataElement, index: int, frames: in
         raise BadRequest("the encapsulated Pixel Data is malformed (items or their lengths)", image_index=index) from None
     if not fragments:
         raise BadRequest("the encapsulated Pixel Data holds no frame", image_index=index)
-    return bytes(fragments[0]) if len(fragments) == 1 else b"".join(fragments)
+    return fragments[0].toreadonly() if len(fragments) == 1 else b"".join(fragments)
 
 
-def check_codestream(frame: bytes, rows: int, columns: int, bits_allocated: int, bits_stored: int, signed: bool,
+def check_codestream(frame: Blob, rows: int, columns: int, bits_allocated: int, bits_stored: int, signed: bool,
                      index: int) -> Codestream:
     """The codestream's main header, checked against the DICOM header before anything is decoded.
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 import struct
 import warnings
 from dataclasses import dataclass
-from io import BytesIO
 
 import numpy as np
 
 from ..errors import BadRequest
+from .blob import open_blob
 
 SOC, SIZ, COD, COC, CAP, SOT, SOD, EOC = 0xFF4F, 0xFF51, 0xFF52, 0xFF53, 0xFF50, 0xFF90, 0xFF93, 0xFFD9
 # Markers without a length field (ISO/IEC 15444-1 Table A.2): only SOC, SOD, EOC and EPH appear in a main header's
@@ -144,7 +144,7 @@ def read_codestream(frame: bytes | memoryview, index: int) -> Codestream:
     )
 
 
-def decode_reduced(frame: bytes, codestream: Codestream, reduction: int, dtype: np.dtype, index: int) -> np.ndarray:
+def decode_reduced(frame: bytes | memoryview, codestream: Codestream, reduction: int, dtype: np.dtype, index: int) -> np.ndarray:
     """The stored values [rows, columns] of the image with `reduction` levels left out, in `dtype` (the dtype
     pydicom would decode the full image into: uint8/int8/uint16/int16).
 
@@ -159,7 +159,7 @@ def decode_reduced(frame: bytes, codestream: Codestream, reduction: int, dtype: 
         with warnings.catch_warnings():
             # The decompression-bomb warning: sizes were checked against the DICOM caps already.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(BytesIO(frame), formats=["JPEG2000"])
+            image = Image.open(open_blob(frame), formats=["JPEG2000"])
             if reduction:
                 _set_reduction(image, codestream, reduction)
             image.load()

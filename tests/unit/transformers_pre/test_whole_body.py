@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 
@@ -17,6 +18,7 @@ from transformers_pre.body import (
     RECEIVED_BODY,
     WHOLE_BODY_MIN_BYTES,
     ClientDisconnected,
+    ReceiveBuffers,
     receive_whole_body,
 )
 from transformers_pre.settings import Settings
@@ -106,3 +108,32 @@ async def test_a_short_body_is_refused_and_a_disconnect_ends_the_read() -> None:
     with pytest.raises(ClientDisconnected):
         await receive_whole_body(_receive([{"type": "http.request", "body": b"ab", "more_body": True},
                                            {"type": "http.disconnect"}]), 8)
+
+
+async def test_a_buffer_is_reused_only_once_no_view_of_it_is_left() -> None:
+    buffers = ReceiveBuffers(keep_bytes=1 << 20)
+    body = await receive_whole_body(_receive([{"type": "http.request", "body": b"x" * 100, "more_body": False}]),
+                                    100, buffers)
+    first = id(body.obj)
+    buffers.give_back(body.obj)
+    pixels = np.frombuffer(body[10:20], np.uint8)  # as native_pixels reads a file in place
+    del body
+    assert id(held := buffers.take(100)) != first  # a numpy array still reads the first buffer
+    buffers.give_back(held)
+    del held, pixels
+    reused = buffers.take(100)
+    assert id(reused) == first
+    buffers.give_back(reused)
+    larger = buffers.take(2 << 20)  # the kept one is too small: a new one
+    assert larger is not reused and len(larger) == 2 << 20
+
+
+def test_no_more_than_keep_bytes_are_kept_and_zero_keeps_nothing() -> None:
+    buffers = ReceiveBuffers(keep_bytes=250)
+    for size in (100, 200, 50):
+        buffers.give_back(buffers.take(size))
+        buffers.give_back(ReceiveBuffers(0).take(size))
+    assert buffers.kept_bytes <= 250 and buffers.kept_bytes == 250  # 200 + 50, the largest that fit
+    nothing = ReceiveBuffers(keep_bytes=0)
+    nothing.give_back(nothing.take(10))
+    assert nothing.kept_bytes == 0
