@@ -37,6 +37,10 @@ PREDICTOR_RETRIES = Counter(
     "duet_predictor_retries", "Predictor calls retried after UNAVAILABLE, by Triton model name.", ["model"]
 )
 INFLIGHT = Gauge("duet_inflight_requests", "Requests being processed now.", ["model"], multiprocess_mode="livesum")
+RESERVED_MEMORY = Gauge(
+    "duet_reserved_memory_bytes", "Memory reserved by the studies being prepared now (estimated from their headers).",
+    ["model"], multiprocess_mode="livesum",
+)
 DECODED_IMAGES = Counter("duet_decoded_images", "DICOM images decoded, by transfer syntax.", ["transfer_syntax"])
 
 

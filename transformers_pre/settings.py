@@ -49,6 +49,18 @@ class DicomSettings(BaseSettings):
     max_columns: int = Field(6144)
     max_frames: int = Field(1)
     max_inflated_bytes: int = Field(256 * 1024 * 1024, description="Cap when inflating Deflated syntax.")
+    max_study_memory_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024 * 1024,
+        description="Memory one study's preparation may take, estimated from its headers before decoding "
+        "(transformers_pre/dicom/memory.py); beyond it 413 naming the image. Four 6144 x 6144 16-bit views "
+        "decoded in full need ~950 MiB.",
+    )
+    max_inflight_memory_bytes: int = Field(
+        3 * 1024 * 1024 * 1024, ge=1024 * 1024,
+        description="Memory all studies being prepared in one server process may hold together; a study that "
+        "would pass it waits outside with 429 and Retry-After. With the receive buffers and ~0.5 GiB of code, "
+        "this is what the transformer's memory limit must cover.",
+    )
     decode_workers: int = Field(4, ge=1, description="Views of a study decoded concurrently (threads for uncompressed, processes for compressed).")
     decode_in_processes: bool = Field(
         True,

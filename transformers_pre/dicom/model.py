@@ -37,6 +37,7 @@ from .findings import (
     collect_findings,
     load_calibration,
 )
+from .memory import MemoryBudget, study_preparation_bytes
 from .report import Device, build_report
 from .study import DecodePools, PreparedImage, StudyImage, prepare_study, read_study
 
@@ -107,6 +108,7 @@ class MammographyModel(DuetModel):
         self.calibration: RiskCalibration | None = None
         # One set of pools per process bounds concurrent decoding across requests (a 4096x3328 view holds ~40 MB).
         self.pools = DecodePools(settings.dicom)
+        self.memory = MemoryBudget(settings.dicom.max_inflight_memory_bytes, self.name)
 
     def load(self) -> bool:
         folder = self.settings.model_repository / PREDICTOR_MODEL
@@ -163,8 +165,11 @@ class MammographyModel(DuetModel):
             blobs = decode_blobs(payload, "dicom")
             PAYLOAD_BYTES.labels(self.name).observe(sum(len(blob) for blob in blobs))
             images = read_study(blobs, self.settings.dicom)
+            dicom = self.settings.dicom
+            needed = study_preparation_bytes(blobs, images, dicom.resolution_aware, dicom.max_study_memory_bytes)
         _, height, width, _ = await self.input_geometry()
-        prepared = await prepare_study(blobs, images, (height, width), self.pools, self.name)
+        with self.memory.reserve(needed):
+            prepared = await prepare_study(blobs, images, (height, width), self.pools, self.name)
         return PreparedStudy(request=payload, images=images, prepared=prepared, report=report == "sr")
 
     async def predict(self, prepared: PreparedStudy, headers: dict[str, str] | None = None) -> Any:

@@ -118,7 +118,8 @@ async def test_a_buffer_is_reused_only_once_no_view_of_it_is_left() -> None:
     buffers.give_back(body.obj)
     pixels = np.frombuffer(body[10:20], np.uint8)  # as native_pixels reads a file in place
     del body
-    assert id(held := buffers.take(100)) != first  # a numpy array still reads the first buffer
+    held = buffers.take(100)
+    assert id(held) != first  # a numpy array still reads the first buffer
     buffers.give_back(held)
     del held, pixels
     reused = buffers.take(100)
