@@ -53,7 +53,7 @@ from transformers_pre.settings import DicomSettings
 MODEL_HW = (256, 208)  # the shipped detector's input
 SECTION = "## mammography preprocessing"
 VIEW_SYNTAXES = {"uncompressed (Explicit VR LE)": "explicit", "JPEG 2000 Lossless": "j2k",
-                 "JPEG-LS Lossless": "jpegls"}
+                 "JPEG-LS Lossless": "jpegls", "JPEG Baseline (8-bit, lossy)": "jpeg"}
 CACHE = Path(tempfile.gettempdir()) / "duet-bench-mammography"
 console = Console()
 

@@ -37,6 +37,7 @@ STUDY_SYNTAXES = {
     "JPEG 2000 Lossless": "j2k",
     "HTJ2K Lossless": "htj2k",
     "JPEG-LS Lossless": "jpegls",
+    "JPEG Baseline (8-bit, lossy)": "jpeg",
     "uncompressed (Explicit VR LE)": "explicit",
 }
 SECTION = "## Mammography end to end"
@@ -71,8 +72,9 @@ def study_blobs(syntax: str, cache: Path) -> list[bytes] | None:
             if syntax == "htj2k":
                 blobs = _htj2k_study()
             else:
+                bits = 8 if syntax == "jpeg" else BITS  # JPEG Baseline is 8-bit only
                 blobs = [image.to_bytes() for image in synth_study(
-                    SEED, images=4, rows=ROWS, columns=COLUMNS, bits=BITS, syntax=syntax, n_lesions=2,
+                    SEED, images=4, rows=ROWS, columns=COLUMNS, bits=bits, syntax=syntax, n_lesions=2,
                     degraded=False)]
         except (ValueError, RuntimeError, ImportError) as error:
             console.print(f"[yellow]{syntax}: cannot synthesise ({error}); skipped[/]")

@@ -42,7 +42,7 @@ from predictors.seed_spaces import Namespace
 from transformers_pre.dicom.decode import (
     JPEG2000_SYNTAXES,
     check_codestream,
-    jpeg2000_frame,
+    encapsulated_frame,
     locate_pixel_data,
 )
 from transformers_pre.dicom.findings import Thresholds, collect_findings, pairwise_iou
@@ -164,7 +164,7 @@ def test_data_files(model_hw: tuple[int, int]) -> list[dict]:
             continue
         blob = Path(path).read_bytes()
         try:
-            frame = jpeg2000_frame(blob, locate_pixel_data(blob, syntax, 0), 0)
+            frame = encapsulated_frame(blob, locate_pixel_data(blob, syntax, 0), 0)
             codestream = check_codestream(frame, int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated),
                                           int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)) == 1, 0)
         except DuetError as error:

@@ -4,7 +4,7 @@ Real MG "for presentation" files (Digital Mammography X-Ray Image Storage - For 
 phantom generator (`predictors.detector.phantom`): sizes up to 4096 x 3328, 12/14/16-bit, MONOCHROME1 or
 MONOCHROME2, with a window (LINEAR, two-valued, LINEAR_EXACT or SIGMOID), with a VOI LUT Sequence or with no VOI
 at all, left/right x CC/MLO, written in Explicit VR Little Endian, RLE Lossless, JPEG-LS Lossless or JPEG 2000
-Lossless. Headers are those of a conformant MG IOD (dicom3tools' `dciodvfy` reports no error; only voi="none"
+Lossless, or 8-bit in lossy JPEG Baseline (Pillow's libjpeg, quality 95). Headers are those of a conformant MG IOD (dicom3tools' `dciodvfy` reports no error; only voi="none"
 leaves out the VOI a "for presentation" image must carry, on purpose), with what vendors write: Pixel Intensity
 Relationship LOG and its sign, identity rescale, Presentation LUT Shape IDENTITY/INVERSE per photometric
 interpretation, breast anatomic region, view and (empty) view modifier codes. Patients are synthetic (random names, IDs and birth dates) so tests can check they never reach a log.
@@ -33,11 +33,13 @@ import typer
 from pydicom import dcmwrite
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
     JPEGLSLossless,
     RLELossless,
 )
@@ -58,10 +60,12 @@ SYNTAXES: dict[str, UID] = {
     "rle": RLELossless,
     "jpegls": JPEGLSLossless,
     "j2k": JPEG2000Lossless,
+    "jpeg": JPEGBaseline8Bit,
 }
 # The encoder pinned per syntax (pydicom's `encoding_plugin`).
 ENCODERS: dict[str, str] = {"rle": "pylibjpeg", "jpegls": "pyjpegls", "j2k": "pylibjpeg"}
 BITS: tuple[int, ...] = (12, 14, 16)
+JPEG_QUALITY = 95
 # The study's hanging order; a study of n images takes the first n.
 VIEWS: tuple[tuple[str, str], ...] = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
@@ -193,7 +197,7 @@ def synth_image(
     view: str = "CC",
     rows: int = 512,
     columns: int = 416,
-    bits: int = 12,
+    bits: int | None = None,
     photometric: str = "MONOCHROME2",
     voi: str = "window",
     syntax: str = "explicit",
@@ -208,10 +212,13 @@ def synth_image(
     `predictors.seed_spaces.phantom_seed(namespace, seed, index)`); seed and index in [0, 2**32).
     study_seed: seeds the patient and the study/series UIDs, so images of one study share them (default `seed`).
     rows, columns: stored size in pixels (16 .. 4096 x 3328 and beyond); bits: BitsStored (12, 14 or 16, in 16
-    allocated bits); photometric, voi, syntax: see the module docstring and VOIS / SYNTAXES.
+    allocated bits; default 12), except JPEG Baseline: 8 in 8; photometric, voi, syntax: see the module docstring
+    and VOIS / SYNTAXES.
     """
-    if bits not in BITS:
-        raise ValueError(f"bits must be one of {BITS}, got {bits}")
+    jpeg = syntax == "jpeg"
+    bits = bits if bits is not None else 8 if jpeg else 12
+    if (bits != 8) if jpeg else (bits not in BITS):
+        raise ValueError(f"bits must be {8 if jpeg else f'one of {BITS}'} for syntax {syntax!r}, got {bits}")
     if photometric not in PHOTOMETRICS:
         raise ValueError(f"photometric must be one of {PHOTOMETRICS}, got {photometric!r}")
     if syntax not in SYNTAXES:
@@ -281,19 +288,35 @@ def synth_image(
     ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME2" else 1
     # Identity rescale, so stored values keep their meaning for the window and the pipeline's Modality LUT.
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
-    ds.LossyImageCompression = "00"  # every syntax written here is lossless
+    ds.LossyImageCompression = "00"  # every syntax but JPEG Baseline is lossless (set below)
     ds.Rows, ds.Columns = rows, columns
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8 if jpeg else 16, bits, bits - 1
     ds.PixelRepresentation = 0
     _set_voi(ds, voi, bits, photometric)
     if syntax == "explicit":
         ds.PixelData = pixels.astype("<u2").tobytes()
         ds["PixelData"].VR = "OW"
+    elif jpeg:
+        _write_jpeg(ds, pixels.astype(np.uint8))
     else:
         ds.compress(SYNTAXES[syntax], np.ascontiguousarray(pixels), encoding_plugin=ENCODERS[syntax],
                     generate_instance_uid=False)
     labels = [CLASS_NAMES[label] for label in phantom.labels]
     return SynthImage(ds, boxes.astype(np.float32), labels, phantom.degraded, laterality, view, patient)
+
+
+def _write_jpeg(ds: Dataset, pixels: np.ndarray) -> None:
+    """8-bit pixels as one lossy JPEG Baseline fragment, with the lossy-compression attributes the IOD requires."""
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = f"{pixels.size / len(buffer.getvalue()):.2f}"
+    ds.LossyImageCompressionMethod = "ISO_10918_1"
 
 
 def synth_study(seed: int, *, images: int = 4, **options: object) -> list[SynthImage]:

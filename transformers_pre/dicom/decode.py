@@ -16,7 +16,7 @@ code decodes a mammogram at full resolution.
 Two cheaper paths sit beside pydicom's decoders (`study.prepare_pixels` picks them):
 - native little-endian pixel data is read in place: `native_pixels` is a numpy view of the request's bytes (no
   copy, no dcmread of 27 MB), located by `locate_pixel_data`;
-- JPEG 2000 / HTJ2K: `jpeg2000_frame` extracts the first frame's codestream, and `check_codestream` refuses one
+- JPEG 2000 / HTJ2K: `encapsulated_frame` extracts the first frame's codestream, and `check_codestream` refuses one
   whose main header disagrees with the DICOM header, or that is larger than the raw frame, before any decoding;
   `jpeg2000.decode_reduced` then decodes only the resolution levels the model needs.
 """
@@ -42,6 +42,7 @@ from pydicom.uid import (
     HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
@@ -58,6 +59,7 @@ DECODING_PLUGINS: dict[UID, str] = {
     ExplicitVRBigEndian: "",
     DeflatedExplicitVRLittleEndian: "",
     RLELossless: "pylibjpeg",
+    JPEGBaseline8Bit: "pillow",
     JPEGLSLossless: "pyjpegls",
     JPEGLSNearLossless: "pyjpegls",
     JPEG2000Lossless: "pylibjpeg",
@@ -183,7 +185,7 @@ def native_pixels(blob: Blob, element: PixelDataElement, rows: int, columns: int
     return np.frombuffer(blob, dtype=dtype, count=rows * columns, offset=element.offset).reshape(rows, columns)
 
 
-def jpeg2000_frame(blob: Blob, element: PixelDataElement, index: int, frames: int = 1) -> Blob:
+def encapsulated_frame(blob: Blob, element: PixelDataElement, index: int, frames: int = 1) -> Blob:
     """The first frame's codestream of encapsulated pixel data (PS3.5 A.4). With one frame: the items after the
     Basic Offset Table up to the Sequence Delimiter, a view of `blob` when they are one fragment (the usual case:
     no copy of a 10 MB codestream into fresh memory), else joined; with several frames, pydicom's `get_frame`

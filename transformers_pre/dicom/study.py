@@ -27,7 +27,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..metrics import DECODED_IMAGES, STAGE_SECONDS, STUDY_IMAGES
@@ -45,7 +45,7 @@ from .decode import (
     JPEG2000_SYNTAXES,
     check_codestream,
     decode_pixels,
-    jpeg2000_frame,
+    encapsulated_frame,
     locate_pixel_data,
     native_pixels,
     syntax_name,
@@ -61,7 +61,8 @@ from .geometry import (
     render,
 )
 from .intake import ImageHeader, read_header
-from .jpeg2000 import Codestream, decode_reduced
+from .jpeg import MAX_REDUCTION, ScaledGrid, check_jpeg, decode_scaled
+from .jpeg2000 import ReducedGrid, decode_reduced
 from .window import (
     WindowTable,
     apply_table,
@@ -205,13 +206,25 @@ def prepare_pixels(
     syntax = header.transfer_syntax
     if syntax in JPEG2000_SYNTAXES:
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
-        frame = jpeg2000_frame(blob, element, header.index, header.frames)
+        frame = encapsulated_frame(blob, element, header.index, header.frames)
         codestream = check_codestream(frame, header.rows, header.columns, header.bits_allocated,
                                       header.bits_stored, header.signed, header.index)
         if resolution_aware:
-            reduced = _prepare_reduced(frame, codestream, header, hint, model_hw, started)
+            dtype = np.dtype(f"{'int' if header.signed else 'uint'}{header.bits_allocated}")
+            reduced = _prepare_reduced(
+                lambda level: decode_reduced(frame, codestream, level, dtype, header.index), codestream.grid,
+                codestream.levels, header, hint, model_hw, started)
             if reduced is not None:
                 return reduced
+    elif syntax == JPEGBaseline8Bit and resolution_aware:
+        element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
+        frame = encapsulated_frame(blob, element, header.index, header.frames)
+        check_jpeg(frame, header.rows, header.columns, header.bits_stored, header.index)
+        scaled = _prepare_reduced(
+            lambda level: decode_scaled(frame, level, header.rows, header.columns, header.index),
+            lambda level: ScaledGrid(1 << level), MAX_REDUCTION, header, hint, model_hw, started)
+        if scaled is not None:
+            return scaled
     elif syntax in NATIVE_IN_PLACE:
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
         raw = native_pixels(blob, element, header.rows, header.columns, header.bits_allocated, header.signed,
@@ -270,37 +283,39 @@ def _render(decoded_image: np.ndarray, window: WindowTable, transform: ViewTrans
     return ViewPixels(pixels=pixels, transform=transform, voi=window.kind, seconds=seconds)
 
 
-def _prepare_reduced(frame: bytes, codestream: Codestream, header: ImageHeader, hint: bool | None,
-                     model_hw: tuple[int, int], started: float) -> ViewPixels | None:
-    """JPEG 2000 / HTJ2K at reduced resolution; None when there is nothing to leave out, or when the decoder
-    refuses the reduction (tile-part headers may declare fewer levels than the main header): the caller then
-    decodes at full resolution.
+def _prepare_reduced(decode: Callable[[int], np.ndarray], grid_of: Callable[[int], ReducedGrid | ScaledGrid],
+                     levels: int, header: ImageHeader, hint: bool | None, model_hw: tuple[int, int],
+                     started: float) -> ViewPixels | None:
+    """A view decoded at reduced resolution: JPEG 2000 / HTJ2K wavelet levels left out, or JPEG's scaled DCT.
+    `decode(r)` returns the stored values 2^r times smaller (BadRequest when the decoder refuses), `grid_of(r)`
+    where its samples sit on the stored grid, `levels` the largest r the stream allows. None when there is
+    nothing to leave out, or when the decoder refuses the reduction (JPEG 2000 tile-part headers may declare fewer
+    levels than the main header): the caller then decodes at full resolution.
 
     The first decode is one level finer than the whole image would need (the breast crop is smaller than the
     image, usually by less than half per side); the breast is found on it. When the crop turns out to need a
     finer level (a small breast on a large detector), that level is decoded and the crop mapped onto it.
     """
     rows, columns = header.rows, header.columns
-    dtype = np.dtype(f"{'int' if header.signed else 'uint'}{header.bits_allocated}")
-    first = max(0, min(codestream.levels, coarsest_reduction(columns, rows, model_hw) - 1))
+    first = max(0, min(levels, coarsest_reduction(columns, rows, model_hw) - 1))
     if first == 0:
         return None
     try:
-        image = decode_reduced(frame, codestream, first, dtype, header.index)
+        image = decode(first)
     except BadRequest:
         return None
     kind = voi_kind(header.dataset)
     window = build_table(header.dataset, stored_range=stored_range(image) if kind == "fallback" else None)
     step = preview_step(image.shape)
     transform = plan_view(apply_table(image[::step, ::step], window), step, image.shape, model_hw, hint)
-    grid = codestream.grid(first)
+    grid = grid_of(first)
     x0, y0, x1, y1 = transform.crop
-    needed = min(codestream.levels, coarsest_reduction((x1 - x0) * grid.step, (y1 - y0) * grid.step, model_hw))
+    needed = min(levels, coarsest_reduction((x1 - x0) * grid.step, (y1 - y0) * grid.step, model_hw))
     if needed < first:
         stored_box = on_grid(transform, (rows, columns), grid.step, grid.offset).stored_crop
-        grid = codestream.grid(needed)
+        grid = grid_of(needed)
         try:
-            image = decode_reduced(frame, codestream, needed, dtype, header.index)
+            image = decode(needed)
         except BadRequest:
             return None
         (ox, oy), finer_rows, finer_columns = grid.offset, *image.shape
@@ -394,6 +409,8 @@ class DecodePools:
         syntax = header.transfer_syntax
         if syntax in JPEG2000_SYNTAXES and self.settings.resolution_aware:
             return False
+        if syntax == JPEGBaseline8Bit and self.settings.resolution_aware:
+            return False  # libjpeg's scaled decode: a few ms, and Pillow releases the GIL while it runs
         return self.settings.decode_in_processes and syntax.is_compressed
 
     def warm_up(self) -> None:

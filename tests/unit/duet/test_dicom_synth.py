@@ -36,6 +36,8 @@ def test_same_seed_same_file_in_every_syntax(syntax: str) -> None:
 def test_every_syntax_decodes_losslessly_to_the_same_pixels(bits: int) -> None:
     decoded = {}
     for syntax, uid in SYNTAXES.items():
+        if syntax == "jpeg":  # lossy and 8-bit: test_jpeg_baseline_is_8_bit_lossy_and_close
+            continue
         ds = dcmread(BytesIO(synth_image(5, bits=bits, syntax=syntax, **SIZE).to_bytes()))
         assert ds.file_meta.TransferSyntaxUID == uid
         assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation) == (16, bits, bits - 1, 0)
@@ -45,6 +47,16 @@ def test_every_syntax_decodes_losslessly_to_the_same_pixels(bits: int) -> None:
     assert reference.max() > 2 ** (bits - 1)  # the range is used, not a dark image
     for pixels in decoded.values():
         np.testing.assert_array_equal(pixels, reference)
+
+
+def test_jpeg_baseline_is_8_bit_lossy_and_close() -> None:
+    lossless = dcmread(BytesIO(synth_image(5, bits=16, **SIZE).to_bytes())).pixel_array
+    ds = dcmread(BytesIO(synth_image(5, syntax="jpeg", **SIZE).to_bytes()))
+    assert ds.file_meta.TransferSyntaxUID == SYNTAXES["jpeg"]
+    assert (ds.BitsAllocated, ds.BitsStored, ds.LossyImageCompression) == (8, 8, "01")
+    assert ds.LossyImageCompressionMethod == "ISO_10918_1"
+    difference = np.abs(ds.pixel_array.astype(np.float32) - lossless / 257.0)
+    assert np.median(difference) <= 2.0
 
 
 def test_mg_for_presentation_header() -> None:
@@ -114,7 +126,9 @@ def test_invalid_options_are_refused() -> None:
     with pytest.raises(ValueError, match="bits"):
         synth_image(1, bits=10, **SIZE)
     with pytest.raises(ValueError, match="syntax"):
-        synth_image(1, syntax="jpeg", **SIZE)
+        synth_image(1, syntax="jpeg2", **SIZE)
+    with pytest.raises(ValueError, match="bits must be 8 for syntax 'jpeg'"):
+        synth_image(1, syntax="jpeg", bits=12, **SIZE)
     with pytest.raises(ValueError, match="1 to 4"):
         synth_study(1, images=5, **SIZE)
 

@@ -10,7 +10,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
 
 from duet.dicom_synth import SynthImage, synth_image, synth_study
 from transformers_pre.dicom.decode import decode_pixels
@@ -164,8 +164,8 @@ def test_native_pixel_data_shorter_than_header(good: SynthImage) -> None:
 def test_unsupported_transfer_syntax_is_named(good: SynthImage) -> None:
     ds = dcmread(BytesIO(good.to_bytes()))
     ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9"])
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    error = reject(good, _bytes(ds), Unprocessable, "JPEG Baseline \\(Process 1\\)")
+    ds.file_meta.TransferSyntaxUID = JPEGExtended12Bit  # 12-bit JPEG: Pillow reads 8-bit samples only
+    error = reject(good, _bytes(ds), Unprocessable, "JPEG Extended \\(Process 2 and 4\\)")
     assert "JPEG 2000" in str(error)  # the message lists what is supported
 
 

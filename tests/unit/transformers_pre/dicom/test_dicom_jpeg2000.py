@@ -13,7 +13,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000Lossless
 
 from duet.dicom_synth import synth_image
-from transformers_pre.dicom.decode import check_codestream, jpeg2000_frame, locate_pixel_data
+from transformers_pre.dicom.decode import check_codestream, encapsulated_frame, locate_pixel_data
 from transformers_pre.dicom.jpeg2000 import decode_reduced, read_codestream
 from transformers_pre.dicom.study import DecodePools, prepare_pixels, prepare_study, read_study
 from transformers_pre.errors import BadRequest, PayloadTooLarge
@@ -35,7 +35,7 @@ def _j2k_file(pixels: np.ndarray, *, bits: int, signed: bool = False, seed: int 
 
 def _frame(blob: bytes) -> bytes:
     element = locate_pixel_data(blob, JPEG2000Lossless, 0)
-    return jpeg2000_frame(blob, element, 0)
+    return encapsulated_frame(blob, element, 0)
 
 
 def _header(blob: bytes):
