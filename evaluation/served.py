@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 from duet.dicom_synth import PHOTOMETRICS, VIEWS, synth_image
 from predictors.cards import write_card
 from predictors.detector.evaluate import average_precision
-from predictors.detector.phantom import CLASS_NAMES, MALIGNANT
+from predictors.detector.phantom import CLASS_NAMES
 from predictors.seed_spaces import Namespace
 from transformers_pre.dicom.findings import (
     CALIBRATION_FILE,

@@ -27,7 +27,7 @@ INSTALLED = Path(__file__).resolve().parents[3] / "predictors" / "model_reposito
 
 def _answer(quality: list[float], boxes: list, labels: list[str], index: list[int], scores: list[float],
             risk: float | None) -> PathResult:
-    return PathResult(np.array(quality, np.float32), np.array(quality, np.float32) * 0 + 0.5,
+    return PathResult(np.array(quality, np.float32), np.full(len(quality), 0.5, np.float32),
                       np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32), labels,
                       np.array(index, np.int32), risk)
 
