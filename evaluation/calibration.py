@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metrics = json.loads(args.card.read_text())["metrics"]
     curves = metrics["risk_reliability"]
-    title = (f"Study risk on {metrics['studies'] - metrics['refused_studies']} held-out synthetic studies: "
+    title = (f"Study risk, {metrics['studies'] - metrics['refused_studies']} held-out synthetic studies\n"
              f"ECE {metrics['risk_ece']:.3f} calibrated, {metrics['risk_ece_uncalibrated']:.3f} uncalibrated")
     plot_reliability({"calibrated (Platt)": curves["calibrated"], "uncalibrated": curves["uncalibrated"]},
                      args.png, title)

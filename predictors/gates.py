@@ -21,16 +21,18 @@ from typing import Any
 # dotted ("recall.positive").
 FLOORS: dict[str, dict[str, dict[str, float]]] = {
     "mammo_detector": {
-        # Set just under the values the shipped recipe measured through the served pipeline (docs/models.md).
+        # Measured through the served pipeline by recipe e80f3f4378746274 (torch 2.13; 200 held-out studies, 500
+        # views of which 356 diagnostic): mAP@0.5 0.497 (malignant 0.334, benign 0.560, calcification 0.597),
+        # malignancy AUC 0.881, study risk AUC 0.864, quality accuracy 0.986, quality AUC 0.999.
         "full": {
-            "map50": 0.3,
-            "ap50_malignant_mass": 0.3,
-            "ap50_benign_mass": 0.3,
-            "ap50_calcification": 0.3,
-            "malignancy_auc": 0.3,
-            "risk_auc": 0.3,
-            "quality_accuracy": 0.3,
-            "quality_auc": 0.3,
+            "map50": 0.47,
+            "ap50_malignant_mass": 0.31,
+            "ap50_benign_mass": 0.53,
+            "ap50_calcification": 0.57,
+            "malignancy_auc": 0.86,
+            "risk_auc": 0.84,
+            "quality_accuracy": 0.97,
+            "quality_auc": 0.99,
         },
         # Quick builds (seconds of training) only show that the served evaluation ran and produced numbers.
         "quick": {"quality_accuracy": 0.2, "map50": 0.0},
@@ -50,9 +52,19 @@ FLOORS: dict[str, dict[str, dict[str, float]]] = {
 }
 
 
-# model -> "full" | "quick" -> metric -> maximum, for metrics where lower is better.
+# model -> "full" | "quick" -> metric -> maximum, for metrics where lower is better; "|name|" bounds the absolute
+# value of a signed metric.
 CEILINGS: dict[str, dict[str, dict[str, float]]] = {
-    "mammo_detector": {"full": {"risk_ece": 0.1}, "quick": {}},  # issue 12's target for the calibrated risk
+    "mammo_detector": {
+        # Measured: risk_ece 0.071; reduced minus full JPEG 2000 decode: mAP -0.016, risk AUC +0.001.
+        "full": {
+            "risk_ece": 0.1,  # issue 12's target for the calibrated study risk
+            # Issue 10: the held-out mAP and risk AUC through the reduced path are within 0.02 of the full path.
+            "|map50_reduced_minus_full|": 0.02,
+            "|risk_auc_reduced_minus_full|": 0.02,
+        },
+        "quick": {},
+    },
 }
 
 
@@ -80,9 +92,12 @@ def _lookup(metrics: dict[str, Any], name: str) -> Any:
 
 
 def _number(metrics: dict[str, Any], name: str) -> float | None:
-    value = _lookup(metrics, name)
+    absolute = name.startswith("|") and name.endswith("|")
+    value = _lookup(metrics, name.strip("|") if absolute else name)
     number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    return None if number is not None and math.isnan(number) else number
+    if number is None or math.isnan(number):
+        return None
+    return abs(number) if absolute else number
 
 
 def check_gates(
@@ -121,7 +136,7 @@ def gates_markdown(record: dict[str, Any]) -> str:
     """The card README's section for a gate record."""
     rows = "\n".join(
         [f"| {name} | {floor:g} | {record['measured'][name]:.4f} |" for name, floor in record["floors"].items()]
-        + [f"| {name} | at most {ceiling:g} | {record['measured'][name]:.4f} |"
+        + [f"| {name.replace('|', chr(92) + '|')} | at most {ceiling:g} | {record['measured'][name]:.4f} |"
            for name, ceiling in record.get("ceilings", {}).items()]
     )
     return "## Quality gates\n\nThe build is only installed when every metric reaches its floor (and stays under " \

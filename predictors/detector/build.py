@@ -58,7 +58,7 @@ def recipe(quick: bool = False) -> dict[str, Any]:
         "widths": [16, 32, 64, 80, 112],
         "head_channels": 32,
         "top_k": TOP_K,
-        "steps": 1200,
+        "steps": 2000,
         "batch_size": 16,
         "lr": 2e-3,
         "weight_decay": 1e-4,

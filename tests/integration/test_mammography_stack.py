@@ -112,11 +112,12 @@ def test_lesions_are_found_at_their_original_pixel_location(local_stack, studies
                 if overlaps.max() >= 0.5:
                     matched += 1
                     same_label += mine_labels[int(overlaps.argmax())] == truth_label
-    # Views include mirrored right breasts, MONOCHROME1, JPEG 2000 / RLE and the fallback window. The shipped
-    # detector (mAP@0.5 ~0.73 on held-out phantoms) finds 19 of these 24 lesions in the stored pixels (18 with the
-    # right class); it found 22 while view 0 of each study was, by a seeding accident, a training phantom.
+    # Views include mirrored right breasts, MONOCHROME1, JPEG 2000 / RLE and the fallback window. The phantoms are
+    # hard on purpose (lesions 1-4x the texture's std, half the views mildly blurred, noisy or flat): the shipped
+    # detector (served mAP@0.5 ~0.50 on held-out studies, docs/models.md) finds 13 of these 24 lesions in the
+    # stored pixels; boxes mapped back wrongly (a mirror or crop offset missed) would find none.
     assert total == 24
-    assert matched >= 18, f"{matched} of {total} lesions found with IoU >= 0.5 in original pixels"
+    assert matched >= 12, f"{matched} of {total} lesions found with IoU >= 0.5 in original pixels"
     assert same_label >= 2 * matched // 3, f"{same_label} of {matched} found lesions with the right class"
 
 

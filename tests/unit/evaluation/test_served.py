@@ -94,10 +94,13 @@ def test_a_quick_build_is_evaluated_through_the_served_pipeline(quick_detector: 
 
 @pytest.mark.skipif(not (INSTALLED / "1" / "model.onnx").exists(), reason="no built mammo_detector installed")
 def test_reduced_and_full_jpeg2000_decoding_agree_within_002_on_a_small_held_out_set() -> None:
-    """Issue 10: the held-out mAP and risk AUC through the reduced path are within 0.02 of the full path. The card
-    reports both on the full held-out split; this checks it on a small one (16 studies, 40 views)."""
-    split = SplitConfig(Namespace.HELD_OUT, seed=10_000, studies=16, rows=1024, columns=832, syntax="j2k")
-    results = run_split(split, INSTALLED, ("reduced", "full"))
+    """Issue 10: the held-out mAP and risk AUC through the reduced path are within 0.02 of the full path.
+
+    The full build's gate checks it on the whole held-out split (200 studies; `predictors.gates.CEILINGS`); this
+    checks it on that split's first 40 studies (about 100 views). Fewer are too few to say: on 16 studies the
+    per-class APs rest on a handful of lesions each and the mAP difference swung to 0.06 either way."""
+    split = SplitConfig(Namespace.HELD_OUT, seed=0, studies=40, rows=1024, columns=832, syntax="j2k")
+    results = run_split(split, INSTALLED, ("reduced", "full"), workers=2)
     metrics = held_out_metrics(results, RiskCalibration(1.0, 0.0), threshold=0.5)
     assert metrics["map50"] is not None and metrics["risk_auc"] is not None
     assert abs(metrics["map50_reduced_minus_full"]) <= 0.02, metrics
