@@ -41,6 +41,12 @@ class ViewReader(io.RawIOBase):
         self._position = start + count
         return count
 
+    def close(self) -> None:
+        """Let go of the view: a reader that outlives its read (pydicom keeps it on the dataset) must not keep the
+        request's buffer referenced, or the buffer cannot be reused (`body.ReceiveBuffers`)."""
+        self._view = memoryview(b"")
+        super().close()
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
         if base + offset < 0:
@@ -53,8 +59,8 @@ class ViewReader(io.RawIOBase):
 
 
 def open_blob(blob: Blob) -> BinaryIO:
-    """A file object over `blob` that does not copy it. (Not wrapped in `io.BufferedReader`: pydicom takes any
-    BufferedReader for a file on disk and asks for its name.)"""
+    """A file object over `blob` that does not copy it; close it (or use it in a `with`) once read. (Not wrapped
+    in `io.BufferedReader`: pydicom takes any BufferedReader for a file on disk and asks for its name.)"""
     if isinstance(blob, bytes):
         return io.BytesIO(blob)
     return ViewReader(blob)  # type: ignore[return-value]

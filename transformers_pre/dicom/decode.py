@@ -109,7 +109,8 @@ def decode_pixels(blob: Blob, transfer_syntax: UID, index: int, *, forced: bool 
         (one of the uncompressed ones) was inferred by the intake.
     """
     try:
-        ds = dcmread(open_blob(blob), force=forced)
+        with open_blob(blob) as fp:
+            ds = dcmread(fp, force=forced)
     except Exception as error:  # noqa: BLE001 - pydicom raises many types for corrupt files
         raise BadRequest(f"the file cannot be read with its pixel data ({type(error).__name__})",
                          image_index=index) from None
@@ -138,12 +139,12 @@ def decode_pixels(blob: Blob, transfer_syntax: UID, index: int, *, forced: bool 
 def locate_pixel_data(blob: Blob, transfer_syntax: UID, index: int, *, forced: bool = False) -> PixelDataElement:
     """The top-level Pixel Data (7FE0,0010) element of a little-endian, non-deflated file, read with pydicom's
     header parser (which stops right before it) and its element header decoded here; 400 when absent."""
-    stream = open_blob(blob)
-    try:
-        dcmread(stream, stop_before_pixels=True, force=forced)
-    except Exception:  # noqa: BLE001 - the intake read this header already; a failure here is a corrupt file
-        raise BadRequest("the file cannot be read up to its pixel data", image_index=index) from None
-    position = stream.tell()
+    with open_blob(blob) as stream:
+        try:
+            dcmread(stream, stop_before_pixels=True, force=forced)
+        except Exception:  # noqa: BLE001 - the intake read this header already; a failure here is a corrupt file
+            raise BadRequest("the file cannot be read up to its pixel data", image_index=index) from None
+        position = stream.tell()
     try:
         group, element = struct.unpack_from("<HH", blob, position)
         if (group, element) != (0x7FE0, 0x0010):
@@ -193,13 +194,13 @@ def encapsulated_frame(blob: Blob, element: PixelDataElement, index: int, frames
     if element.length is not None:
         raise BadRequest("JPEG 2000 Pixel Data must be encapsulated (undefined length)", image_index=index)
     if frames > 1:
-        stream = open_blob(blob)
-        stream.seek(element.offset)
-        try:
-            return get_frame(stream, 0, number_of_frames=frames)
-        except Exception as error:  # noqa: BLE001 - pydicom raises ValueError/struct.error on broken items
-            raise BadRequest(f"the encapsulated Pixel Data is malformed ({type(error).__name__})",
-                             image_index=index) from None
+        with open_blob(blob) as stream:
+            stream.seek(element.offset)
+            try:
+                return get_frame(stream, 0, number_of_frames=frames)
+            except Exception as error:  # noqa: BLE001 - pydicom raises ValueError/struct.error on broken items
+                raise BadRequest(f"the encapsulated Pixel Data is malformed ({type(error).__name__})",
+                                 image_index=index) from None
     view = memoryview(blob)
     position, fragments, first = element.offset, [], True
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -85,7 +86,11 @@ def _short(value: object) -> str:
 def _read_meta(blob: Blob, index: int) -> tuple[Dataset | None, int]:
     """The Part 10 file meta group (only its Transfer Syntax UID, the one attribute the pipeline reads) and the
     offset right after it; (None, 0) when there is no Part 10 header."""
-    fp = open_blob(blob)
+    with open_blob(blob) as fp:
+        return _read_meta_from(fp, index)
+
+
+def _read_meta_from(fp: BinaryIO, index: int) -> tuple[Dataset | None, int]:
     try:
         if read_preamble(fp, False) is None:
             return None, 0
@@ -150,7 +155,8 @@ def read_header(blob: Blob, index: int, caps: DicomSettings) -> ImageHeader:
         _check_inflated_size(blob, offset, caps.max_inflated_bytes, index)
     forced = meta is None
     try:
-        ds = dcmread(open_blob(blob), stop_before_pixels=True, force=forced)
+        with open_blob(blob) as fp:
+            ds = dcmread(fp, stop_before_pixels=True, force=forced)
     except Exception:  # noqa: BLE001 - corrupt files raise many types; none of their text is returned
         raise BadRequest("not a readable DICOM file", image_index=index) from None
     try:

@@ -43,7 +43,7 @@ def check_jpeg(frame: Blob, rows: int, columns: int, bits_stored: int, index: in
         raise PayloadTooLarge(f"the JPEG stream has {len(frame)} bytes, more than the {rows * columns} bytes of the "
                               f"raw {rows} x {columns} frame it encodes", image_index=index)
     try:
-        with Image.open(open_blob(frame), formats=["JPEG"]) as image:
+        with open_blob(frame) as stream, Image.open(stream, formats=["JPEG"]) as image:
             size, mode = image.size, image.mode
     except Exception as error:  # noqa: BLE001 - Pillow raises OSError, SyntaxError for bad streams
         raise BadRequest(f"the JPEG stream cannot be read ({type(error).__name__})", image_index=index) from None
@@ -70,7 +70,7 @@ def decode_scaled(frame: Blob, reduction: int, rows: int, columns: int, index: i
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes were checked already
-            with Image.open(open_blob(frame), formats=["JPEG"]) as image:
+            with open_blob(frame) as stream, Image.open(stream, formats=["JPEG"]) as image:
                 # Pillow picks the largest scale s with size // request >= s, and returns ceil(size / s).
                 image.draft("L", (max(1, columns // step), max(1, rows // step)))
                 image.load()

@@ -159,12 +159,12 @@ def decode_reduced(frame: bytes | memoryview, codestream: Codestream, reduction:
         with warnings.catch_warnings():
             # The decompression-bomb warning: sizes were checked against the DICOM caps already.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(open_blob(frame), formats=["JPEG2000"])
-            if reduction:
-                _set_reduction(image, codestream, reduction)
-            image.load()
-            mode = image.mode
-            decoded = np.asarray(image)
+            with open_blob(frame) as stream, Image.open(stream, formats=["JPEG2000"]) as image:
+                if reduction:
+                    _set_reduction(image, codestream, reduction)
+                image.load()
+                mode = image.mode
+                decoded = np.asarray(image)
     except Exception as error:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError for bad streams
         raise BadRequest(f"the JPEG 2000 codestream cannot be decoded ({type(error).__name__}: "
                          f"{str(error)[:200]})", image_index=index) from None

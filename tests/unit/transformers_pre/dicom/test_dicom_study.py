@@ -263,3 +263,20 @@ def test_a_file_read_in_place_from_the_request_prepares_exactly_like_its_bytes(s
     actual = prepare_pixels(view, from_view.header, from_view.laterality, (128, 104))
     np.testing.assert_array_equal(actual.pixels, expected.pixels)
     assert actual.transform == expected.transform
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "j2k", "jpeg"])
+def test_nothing_prepared_from_a_request_keeps_its_buffer(syntax: str) -> None:
+    """Header datasets and model inputs outlive the reading of a file; none of them may hold the request's
+    buffer, or `body.ReceiveBuffers` could not reuse it (pydicom keeps its reader on the dataset)."""
+    import sys
+
+    blob = synth_image(32, rows=512, columns=416, syntax=syntax, n_lesions=1, degraded=False).to_bytes()
+    buffer = bytearray(blob)
+    unreferenced = sys.getrefcount(buffer)
+    view = memoryview(buffer).toreadonly()
+    study = read_study([view], DicomSettings())[0]
+    prepared = prepare_pixels(view, study.header, study.laterality, (128, 104))
+    del view
+    assert sys.getrefcount(buffer) == unreferenced
+    assert study.header.dataset.Rows == 512 and prepared.pixels.shape == (128, 104)
