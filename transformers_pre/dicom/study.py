@@ -403,23 +403,15 @@ class DecodePools:
     def uses_process(self, header: ImageHeader) -> bool:
         """Processes for the slow codecs that hold the GIL: JPEG-LS, RLE, and JPEG 2000 at full resolution
         (pylibjpeg-openjpeg, seconds per view). Reduced JPEG 2000 decoding (Pillow) holds the GIL too, but takes
-        ~45 ms a view: all of a study's views in processes measured no faster than all on threads (shipping each
-        12 MB file and re-reading its header there cost what the parallelism gained on two cores), so they share
-        the work instead (`shares_gil`)."""
+        ~40 ms a view: shipping a 12 MB blob to a worker and the header re-read there cost about as much as the
+        parallelism gains on two cores (4-view study measured 300-520 ms on threads, 550-610 ms in processes),
+        so those views stay on threads."""
         syntax = header.transfer_syntax
         if syntax in JPEG2000_SYNTAXES and self.settings.resolution_aware:
             return False
         if syntax == JPEGBaseline8Bit and self.settings.resolution_aware:
             return False  # libjpeg's scaled decode: a few ms, and Pillow releases the GIL while it runs
         return self.settings.decode_in_processes and syntax.is_compressed
-
-    def shares_gil(self, header: ImageHeader) -> bool:
-        """A view decoded on a thread that holds the GIL throughout (reduced JPEG 2000: Pillow reads the codestream
-        through Python callbacks): two such views of a study decode at once only if one goes to a worker process.
-        `prepare_study` sends every other one there: 4-view J2K study, same quiet 2-core machine, 356-398 ms
-        against 401-423 ms with all four on threads, for ~30 ms more CPU (docs/benchmarks.md)."""
-        return (self.settings.decode_in_processes and self.settings.resolution_aware
-                and header.transfer_syntax in JPEG2000_SYNTAXES)
 
     def warm_up(self) -> None:
         """Start the worker processes now (each imports numpy, OpenCV and pydicom: about a second)."""
@@ -459,14 +451,9 @@ async def prepare_study(
     """Prepare every image concurrently (the pools' sizes bound the work process-wide), in request order."""
     loop = asyncio.get_running_loop()
     tasks = []
-    holding_gil = 0
     for image in images:
         blob = blobs[image.index]
-        in_process = pools.uses_process(image.header)
-        if not in_process and pools.shares_gil(image.header):
-            in_process = holding_gil % 2 == 1  # every other one, so two decode at once
-            holding_gil += 1
-        if in_process:
+        if pools.uses_process(image.header):
             # A view of the request cannot be pickled: a worker process gets its own copy of the file.
             arguments = (_prepare_in_worker, bytes(blob), image.index, image.laterality, model_hw, pools.settings)
             try:

@@ -280,23 +280,3 @@ def test_nothing_prepared_from_a_request_keeps_its_buffer(syntax: str) -> None:
     del view
     assert sys.getrefcount(buffer) == unreferenced
     assert study.header.dataset.Rows == 512 and prepared.pixels.shape == (128, 104)
-
-
-async def test_reduced_jpeg2000_views_share_the_work_with_a_worker_process_and_answer_the_same() -> None:
-    """Pillow holds the GIL while it decodes: every other reduced JPEG 2000 view of a study goes to a worker process
-    so two decode at once; where a view ran changes nothing in what it gives."""
-    blobs = [image.to_bytes() for image in synth_study(44, images=2, rows=2048, columns=1664, syntax="j2k",
-                                                        n_lesions=1, degraded=False)]
-    images = read_study(blobs, DicomSettings())
-    split, threads_only = DecodePools(DicomSettings()), DecodePools(DicomSettings(decode_in_processes=False))
-    try:
-        assert [split.shares_gil(image.header) for image in images] == [True, True]
-        shared = await prepare_study(blobs, images, (256, 208), split, "mammography-test")
-        alone = await prepare_study(blobs, images, (256, 208), threads_only, "mammography-test")
-        assert split._processes is not None and threads_only._processes is None
-        for one, other in zip(shared, alone):
-            assert one.transform == other.transform and one.transform.grid_step == 4
-            np.testing.assert_array_equal(one.pixels, other.pixels)
-    finally:
-        split.shutdown()
-        threads_only.shutdown()
