@@ -404,8 +404,9 @@ class DecodePools:
         """Processes for the slow codecs that hold the GIL: JPEG-LS, RLE, and JPEG 2000 at full resolution
         (pylibjpeg-openjpeg, seconds per view). Reduced JPEG 2000 decoding (Pillow) holds the GIL too, but takes
         ~40 ms a view: shipping a 12 MB blob to a worker and the header re-read there cost about as much as the
-        parallelism gains on two cores (4-view study measured 300-520 ms on threads, 550-610 ms in processes),
-        so those views stay on threads."""
+        parallelism gains on two cores (4-view study measured 300-520 ms on threads, 550-610 ms in processes;
+        every other view in a worker, so two decode at once, measured 383-430 ms against 387-410 ms all on
+        threads, for ~60 ms more CPU), so those views stay on threads."""
         syntax = header.transfer_syntax
         if syntax in JPEG2000_SYNTAXES and self.settings.resolution_aware:
             return False
