@@ -13,9 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from transformers_pre import registry
+
+from .conftest import wanted_models
+
 pytestmark = pytest.mark.integration
 
-MODELS = {"sentiment": "text", "mammography": "dicom"}
+# Each public model served by the session's stack (all of them unless DUET_TEST_MODELS narrows it) -> its input.
+MODELS = {name: registry.model(name).input for name in wanted_models()}
 
 
 def _post(stack, model: str, **kwargs) -> httpx.Response:
