@@ -314,10 +314,9 @@ class RequestContextMiddleware:
         token = REQUEST_ID.set(request_id)
         try:
             refusal = _refusal(request)
-            whole_length = _whole_body_length(scope, request) if refusal is None else None
-            if whole_length is not None:
-                await self._with_whole_body(scope, receive, send_with_headers, whole_length,
-                                            int(request.headers[INFERENCE_HEADER]))
+            lengths = _whole_body_lengths(scope, request) if refusal is None else None
+            if lengths is not None:
+                await self._with_whole_body(scope, receive, send_with_headers, *lengths)
                 return
             if refusal is None and "content-length" not in request.headers:
                 receive = _counted(receive, settings().max_request_bytes)
@@ -351,9 +350,9 @@ class RequestContextMiddleware:
             buffers.give_back(whole.obj)
 
 
-def _whole_body_length(scope: Scope, request: Request) -> int | None:
-    """The Content-Length of a binary-extension inference request large enough to be received whole, else
-    None (the request takes Starlette's path)."""
+def _whole_body_lengths(scope: Scope, request: Request) -> tuple[int, int] | None:
+    """(Content-Length, JSON header length) of a binary-extension inference request large enough to be received
+    whole, else None (the request takes Starlette's path)."""
     if scope["method"] != "POST" or not scope["path"].endswith("/infer"):
         return None
     length, json_length = request.headers.get("content-length", ""), request.headers.get(INFERENCE_HEADER, "")
@@ -361,7 +360,7 @@ def _whole_body_length(scope: Scope, request: Request) -> int | None:
         return None
     if int(length) < WHOLE_BODY_MIN_BYTES or not 0 < int(json_length) <= int(length):
         return None
-    return int(length)
+    return int(length), int(json_length)
 
 
 # Installed when this module is imported, which also happens inside every REST worker process KServe spawns

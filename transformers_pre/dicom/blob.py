@@ -19,7 +19,7 @@ class ViewReader(io.RawIOBase):
 
     def __init__(self, view: memoryview) -> None:
         super().__init__()
-        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        self._view = view.cast("B")
         self._position = 0
 
     def readable(self) -> bool:
@@ -33,13 +33,6 @@ class ViewReader(io.RawIOBase):
         end = len(self._view) if size is None or size < 0 else min(len(self._view), start + size)
         self._position = end
         return bytes(self._view[start:end])
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        start = min(self._position, len(self._view))
-        count = min(len(buffer), len(self._view) - start)
-        memoryview(buffer).cast("B")[:count] = self._view[start : start + count]
-        self._position = start + count
-        return count
 
     def close(self) -> None:
         """Let go of the view: a reader that outlives its read (pydicom keeps it on the dataset) must not keep the
@@ -64,8 +57,3 @@ def open_blob(blob: Blob) -> BinaryIO:
     if isinstance(blob, bytes):
         return io.BytesIO(blob)
     return ViewReader(blob)  # type: ignore[return-value]
-
-
-def prefix(blob: Blob, length: int) -> bytes:
-    """The first `length` bytes of `blob` as bytes (for comparisons that memoryview lacks, e.g. startswith)."""
-    return bytes(blob[:length])

@@ -36,7 +36,7 @@ from pydicom.uid import (
 
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..settings import DicomSettings
-from .blob import Blob, open_blob, prefix
+from .blob import Blob, open_blob
 from .decode import check_transfer_syntax
 
 # "For processing" SOP classes (raw detector data, not meant for reading): mammography, DX, intra-oral and
@@ -148,7 +148,7 @@ def read_header(blob: Blob, index: int, caps: DicomSettings) -> ImageHeader:
     if len(blob) > caps.max_file_bytes:
         raise PayloadTooLarge(f"the file has {len(blob)} bytes; the limit is {caps.max_file_bytes}",
                               image_index=index)
-    if blob[128:132] == b"DICM" and prefix(blob, 128).startswith(EXECUTABLE_MAGIC):
+    if blob[128:132] == b"DICM" and bytes(blob[:128]).startswith(EXECUTABLE_MAGIC):
         raise BadRequest("the DICOM preamble holds an executable header; refused", image_index=index)
     meta, offset = _read_meta(blob, index)
     if meta is not None and str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:

@@ -186,3 +186,21 @@ def _dicom_request(blobs: Sequence[bytes], *, binary: bool = True, parameters: d
 def dicom_request():
     """Build a v2 request holding DICOM files (see `_dicom_request`)."""
     return _dicom_request
+
+
+@pytest.fixture()
+def both_paths():
+    """Prepare one 1024 x 832 synthetic view of a syntax for a 128 x 104 model on both paths: returns
+    (the SynthImage, its StudyImage, the resolution-aware ViewPixels, the full-resolution ViewPixels)."""
+    from duet.dicom_synth import synth_image
+    from transformers_pre.dicom.study import prepare_pixels, read_study
+
+    def prepare(syntax: str):
+        image = synth_image(8, rows=1024, columns=832, syntax=syntax, n_lesions=2, degraded=False)
+        blob = image.to_bytes()
+        study = read_study([blob], Settings().dicom)[0]
+        reduced, full = (prepare_pixels(blob, study.header, study.laterality, (128, 104), resolution_aware=aware)
+                         for aware in (True, False))
+        return image, study, reduced, full
+
+    return prepare

@@ -40,12 +40,8 @@ def test_the_scaled_decode_has_ceil_size_over_scale_samples_each_a_block_mean(ro
     assert np.median(difference) <= 2.0
 
 
-def test_scaled_and_full_paths_agree_and_boxes_map_back_to_the_same_stored_pixels() -> None:
-    image = synth_image(8, rows=1024, columns=832, syntax="jpeg", n_lesions=2, degraded=False)
-    blob = image.to_bytes()
-    study = read_study([blob], DicomSettings())[0]
-    scaled = prepare_pixels(blob, study.header, study.laterality, (128, 104), resolution_aware=True)
-    full = prepare_pixels(blob, study.header, study.laterality, (128, 104), resolution_aware=False)
+def test_scaled_and_full_paths_agree_and_boxes_map_back_to_the_same_stored_pixels(both_paths) -> None:
+    image, study, scaled, full = both_paths("jpeg")
     assert scaled.transform.grid_step == 4 and full.transform.grid_step == 1
     difference = np.abs(scaled.pixels - full.pixels) * 255
     assert np.percentile(difference, 99) < 30 and difference.mean() < 6

@@ -123,12 +123,8 @@ def test_a_codestream_that_disagrees_with_the_header_is_refused() -> None:
         read_codestream(b"\xff\x4f\xff\x51\x00\x29" + b"\0" * 20, 0)
 
 
-def test_reduced_and_full_paths_agree_and_the_full_path_is_a_setting() -> None:
-    image = synth_image(8, rows=1024, columns=832, bits=12, syntax="j2k", n_lesions=2, degraded=False)
-    blob = image.to_bytes()
-    study = _header(blob)
-    reduced = prepare_pixels(blob, study.header, study.laterality, (128, 104), resolution_aware=True)
-    full = prepare_pixels(blob, study.header, study.laterality, (128, 104), resolution_aware=False)
+def test_reduced_and_full_paths_agree_and_the_full_path_is_a_setting(both_paths) -> None:
+    image, _, reduced, full = both_paths("j2k")
     assert reduced.transform.grid_step == 4 and full.transform.grid_step == 1
     # Crops found on the 256 x 208 decode and on the strided full image may differ by a reduced pixel, and the
     # fitted size by one model pixel, so pictures are compared loosely (the phantoms' fine texture and noise are
