@@ -11,8 +11,7 @@ The buffer travels in a context variable: the route runs in the middleware's tas
 middleware set, and nothing else does.
 
 Buffers are kept for later requests (`ReceiveBuffers`): writing into freshly mapped memory costs a page fault per
-4 KB page, which on the 2-core benchmark machine cost more than the copy itself (109 MB: ~100 ms of faults against
-~17 ms of copying into memory already mapped).
+4 KB page, which on the 2-core benchmark machine cost more than the copy itself (docs/benchmarks.md).
 """
 
 from __future__ import annotations

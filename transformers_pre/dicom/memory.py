@@ -4,15 +4,16 @@ process-wide budget that admits studies against it.
 Without this, a study's memory was bounded only by its caps (file size, Rows x Columns, inflated size), and the
 in-flight bound multiplied it: 16 admitted studies of four 6144 x 6144 JPEG-LS views would need ~10 GB.
 
-Measured (2026-12-02, x86_64; RSS growth of one process preparing one 4096 x 3328 12-bit view, 26 MiB frame):
+Measured by `python benchmarks/memory_peaks.py` (2026-12-02, x86_64; RSS growth of one process preparing one
+4096 x 3328 view: 26 MiB frame at 12 bits, 13 MiB for 8-bit JPEG Baseline):
 
 | path | peak growth |
 |---|---|
-| uncompressed, read in place from the request (block means) | 1 MiB (0.02 x frame); 12 MiB without block means |
-| JPEG 2000 / HTJ2K, reduced resolution | 16-17 MiB (the 12 MiB codestream + the reduced image) |
-| full decode (JPEG 2000 at full resolution, JPEG-LS; RLE and Deflate alike) | 61-66 MiB (2.4-2.5 x frame) |
+| uncompressed, read in place from the request (block means) | 1 MiB (0.03 x frame); 12 MiB without block means |
+| JPEG 2000, reduced resolution; JPEG Baseline, scaled | 6 MiB; under 1 MiB |
+| full decode (JPEG 2000 at full resolution, JPEG-LS, JPEG Baseline) | 59-63 MiB (2.3-2.4 x frame); 42 MiB (3.3 x the 8-bit frame) |
 
-`preparation_bytes` rounds those up: half a frame in place, codestream + half a frame reduced, file + 3 frames for
+`preparation_bytes` rounds those up: half a frame in place, file + half a frame reduced, file + 3 frames for
 a full decode. The request body itself is bounded separately (`max_request_bytes`, held until the answer).
 """
 
