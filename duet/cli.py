@@ -77,6 +77,41 @@ def models_build(
             console.print(f"[green]{name}[/] ready in {time.monotonic() - started:.0f}s  {shown}")
 
 
+
+@models_app.command("check")
+def models_check(
+    path: Path = typer.Argument(..., help="A model folder (<repository>/<triton model>) or a whole repository."),
+    model: str | None = typer.Option(None, help="Public model the folder serves (default: from the folder name)."),
+    write_config: bool = typer.Option(False, help="Write config.pbtxt from the ONNX first (a ready-made ONNX)."),
+) -> None:
+    """Check a model folder against the tensor contract: side files, graph, config, and a run at its shapes."""
+    from rich.markup import escape
+
+    from .model_check import check_folder, folders_under
+    from .model_check import write_config as write_model_config
+
+    folders = list(folders_under(path))
+    if not folders:
+        console.print(f"[red]{path}: no model folder here (expected <triton model>/1/model.onnx)[/]")
+        raise typer.Exit(1)
+    failed = False
+    for folder in folders:
+        try:
+            if write_config:
+                console.print(f"wrote {write_model_config(folder, model)}")
+            report = check_folder(folder, model)
+        except (KeyError, ValueError) as error:
+            console.print(f"[red]{folder}: {escape(str(error.args[0] if error.args else error))}[/]")
+            failed = True
+            continue
+        for problem in report.problems:
+            console.print(f"[red]FAIL[/] {folder.name} {escape(str(problem))}")
+        verdict = "[green]meets the contract[/]" if report.ok else "[red]breaks the contract[/]"
+        console.print(f"{folder.name} ({report.model}): {verdict}; checked {', '.join(report.checked)}")
+        failed |= not report.ok
+    if failed:
+        raise typer.Exit(1)
+
 @app.command()
 def up(
     http_port: int = typer.Option(8080, envvar="DUET_HTTP_PORT", help="Transformers' v2 REST port."),

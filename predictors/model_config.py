@@ -35,6 +35,16 @@ def load(path: Path):
     return text_format.Parse(Path(path).read_text(), _model_config_pb2().ModelConfig())
 
 
+def datatype_name(value: int) -> str:
+    """Triton's name for a `data_type` enum value ("TYPE_FP32")."""
+    return _model_config_pb2().DataType.Name(value)
+
+
+def datatype_value(name: str) -> int:
+    """The `data_type` enum value of Triton's name for it."""
+    return _model_config_pb2().DataType.Value(name)
+
+
 def dump(config: Any) -> str:
     """Serialise a ModelConfig back to pbtxt."""
     return text_format.MessageToString(config)
