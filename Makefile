@@ -31,15 +31,17 @@ bench: models
 
 # A short headless locust run against a running stack (`make up` in another shell, or HOST=https://... for a
 # cluster); CSV and HTML reports under .duet/loadtest/. USER_CLASS=MammographyUser for studies, SHAPE=step|spike|soak
-# for a load shape (it overrides USERS and DURATION). Exit code 1 when a threshold in the locustfile is breached.
+# for a load shape (it overrides USERS and DURATION); HOST_HEADER='{model}.duet.example.org' for a KServe ingress
+# that routes by Host (docs/loadtesting.md). Exit code 1 when a threshold in the locustfile is breached.
 HOST ?= http://127.0.0.1:8080
 USERS ?= 16
 DURATION ?= 30s
 USER_CLASS ?= SentimentUser
 SHAPE ?=
+HOST_HEADER ?=
 loadtest: $(STAMP)
 	@mkdir -p .duet/loadtest
-	DUET_SHAPE=$(SHAPE) PYTHONPATH=. $(BIN)/locust -f loadtests/locustfile.py --headless --host $(HOST) \
+	DUET_SHAPE=$(SHAPE) DUET_HOST_HEADER='$(HOST_HEADER)' PYTHONPATH=. $(BIN)/locust -f loadtests/locustfile.py --headless --host $(HOST) \
 		-u $(USERS) -r $(USERS) -t $(DURATION) --only-summary \
 		--csv .duet/loadtest/$(USER_CLASS) --html .duet/loadtest/$(USER_CLASS).html $(USER_CLASS)
 

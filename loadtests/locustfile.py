@@ -12,7 +12,8 @@ the report separates "duet said slow down" from "duet broke".
 Tunables (environment): DUET_SENTIMENT_BATCH (texts per request, 1), DUET_THINK_SECONDS (upper bound of the
 random wait between a user's requests, 0.05; 0 = closed loop), DUET_STUDY_SIZE (rows x columns, "2048x1664"),
 DUET_STUDY_SYNTAX ("explicit", "j2k", ...), DUET_SHAPE (step, spike or soak: a `LoadTestShape` that overrides
--u/-r/-t; see `shapes.py`). Pass/fail thresholds live in `THRESHOLDS`, checked when locust quits; a breach makes
+-u/-r/-t; see `shapes.py`), DUET_HOST_HEADER (the Host header KServe routes an InferenceService by, with
+`{model}` standing for the model's name: "{model}-predictor.duet.example.org"; unset: the --host's own). Pass/fail thresholds live in `THRESHOLDS`, checked when locust quits; a breach makes
 locust exit 1: DUET_MAX_FAILURE_RATIO (0.01), DUET_MAX_P99_MS_SENTIMENT (500), DUET_MAX_P99_MS_MAMMOGRAPHY (10000).
 """
 
@@ -36,8 +37,14 @@ THRESHOLDS = {
     "sentiment": float(os.environ.get("DUET_MAX_P99_MS_SENTIMENT", "500")),
     "mammography": float(os.environ.get("DUET_MAX_P99_MS_MAMMOGRAPHY", "10000")),
 }
+HOST_HEADER = os.environ.get("DUET_HOST_HEADER", "")
 # Failure kinds by status: locust groups failures by message, so these stay fixed strings.
 FAILURE_KINDS = {429: "429 overloaded", 503: "503 predictor unavailable"}
+
+
+def routing_headers(model: str) -> dict[str, str] | None:
+    """The Host header that routes to `model`'s InferenceService behind a shared ingress (DUET_HOST_HEADER)."""
+    return {"Host": HOST_HEADER.format(model=model)} if HOST_HEADER else None
 
 
 def think_time():
@@ -55,6 +62,7 @@ def fail_on_status(reply: ResponseContextManager) -> bool:
 
 class SentimentUser(FastHttpUser):
     wait_time = think_time()
+    default_headers = routing_headers("sentiment")
 
     def on_start(self) -> None:
         self._offsets = itertools.count(0, SENTIMENT_BATCH)
@@ -79,6 +87,7 @@ class SentimentUser(FastHttpUser):
 
 class MammographyUser(FastHttpUser):
     wait_time = between(0.0, 0.2)
+    default_headers = routing_headers("mammography")
     network_timeout = 120.0
     connection_timeout = 120.0
     _study: tuple[bytes, dict] | None = None
