@@ -1,0 +1,81 @@
+{{/*
+The DICOM gateway's names, labels and computed settings. Its pods carry app.kubernetes.io/component: gateway
+(no duet/model label: the gateway is no InferenceService component), which its Services, NetworkPolicy,
+PodDisruptionBudget and PodMonitor select on.
+*/}}
+
+{{- define "duet.gateway.name" -}}
+{{- printf "%s-gateway" (include "duet.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "duet.gateway.selectorLabels" -}}
+{{ include "duet.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "duet.gateway.labels" -}}
+{{ include "duet.labels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{/*
+v2 base URL of the mammography InferenceService, as KServe publishes it in status.address.url: in Standard
+mode the transformer's Service (KServe's raw ingress reconciler points the address at <isvc>-transformer, port 80
+to the transformer's HTTP port); in Knative mode the cluster-local route <isvc>.<namespace>, served by Knative's
+local gateway. gateway.inference.url overrides both.
+*/}}
+{{- define "duet.gateway.inferenceUrl" -}}
+{{- if .Values.gateway.inference.url -}}
+{{- .Values.gateway.inference.url -}}
+{{- else -}}
+{{- $isvc := include "duet.isvcName" (dict "root" . "model" "mammography") -}}
+{{- if eq .Values.kserve.deploymentMode "Knative" -}}
+{{- printf "http://%s.%s.svc.cluster.local" $isvc .Release.Namespace -}}
+{{- else -}}
+{{- printf "http://%s-transformer.%s.svc.cluster.local:80" $isvc .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TCP port of a URL: its explicit port, else 443 for https and 80 for http. */}}
+{{- define "duet.gateway.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $hostPort := splitList ":" $url.host -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else -}}
+{{- ternary "443" "80" (eq $url.scheme "https") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Ports the results go out on: each destination's ("AE@host:port" or a DICOMweb URL), deduplicated. */}}
+{{- define "duet.gateway.destinationPorts" -}}
+{{- $ports := list -}}
+{{- range .Values.gateway.destinations -}}
+{{- if regexMatch "^https?://" . -}}
+{{- $ports = append $ports (include "duet.gateway.urlPort" .) -}}
+{{- else -}}
+{{- $ports = append $ports (last (splitList ":" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- end -}}
+
+{{/* Checks of the gateway values that the schema cannot express. */}}
+{{- define "duet.gateway.validate" -}}
+{{- $g := .Values.gateway -}}
+{{- if and (not .Values.models.mammography.enabled) (not $g.inference.url) -}}
+{{- fail "gateway.enabled needs models.mammography.enabled (the gateway sends every study to it), or gateway.inference.url pointing at a mammography service elsewhere; or set gateway.enabled=false" -}}
+{{- end -}}
+{{- range $g.destinations -}}
+{{- if not (regexMatch "^(https?://[^/]+.*|[^@ ]{1,16}@[^: ]+:[0-9]+)$" .) -}}
+{{- fail (printf "gateway.destinations entry %q is neither AE@host:port nor an http(s):// DICOMweb URL" .) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $g.tls.enabled (not $g.tls.secretName) -}}
+{{- fail "gateway.tls.enabled needs gateway.tls.secretName: a Secret with tls.crt and tls.key (and ca.crt when gateway.tls.verifyClients)" -}}
+{{- end -}}
+{{- if and $g.tls.enabled (eq (int $g.tls.port) (int $g.dimsePort)) -}}
+{{- fail "gateway.tls.port must differ from gateway.dimsePort" -}}
+{{- end -}}
+{{- end -}}
