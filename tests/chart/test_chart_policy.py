@@ -17,6 +17,12 @@ def matches(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
+def for_inference_services(objs: list[dict], kind: str) -> list[dict]:
+    """The objects of one kind that belong to the InferenceServices (the gateway's are checked in
+    test_gateway_chart.py)."""
+    return [o for o in objects_of(objs, kind) if o["metadata"]["labels"]["app.kubernetes.io/component"] != "gateway"]
+
+
 def component_pods(objs: list[dict]) -> list[tuple[str, str, dict]]:
     """(model, component, pod labels) of every InferenceService component."""
     return [(spec["labels"]["duet/model"], component, spec["labels"]) for _, component, spec, _ in pod_specs(objs)]
@@ -126,7 +132,7 @@ def test_writable_paths_are_emptydirs(renders, variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_network_policies_select_the_pods_they_protect(renders, variant):
     objs = renders[variant]
-    policies = objects_of(objs, "NetworkPolicy")
+    policies = for_inference_services(objs, "NetworkPolicy")
     pods = component_pods(objs)
     if variant == "minimal":
         assert not policies
@@ -176,7 +182,7 @@ def test_only_the_ingress_and_prometheus_reach_the_transformer(renders):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_disruption_budgets_exist_exactly_for_components_above_one_replica(renders, variant):
     objs = renders[variant]
-    budgets = objects_of(objs, "PodDisruptionBudget")
+    budgets = for_inference_services(objs, "PodDisruptionBudget")
     expected = {(spec["labels"]["duet/model"], component) for _, component, spec, _ in pod_specs(objs)
                 if spec["minReplicas"] > 1}
     covered = set()
@@ -193,7 +199,7 @@ def test_disruption_budgets_exist_exactly_for_components_above_one_replica(rende
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pod_monitors_select_their_component_and_scrape_a_declared_port(renders, variant):
     objs = renders[variant]
-    for monitor in objects_of(objs, "PodMonitor"):
+    for monitor in for_inference_services(objs, "PodMonitor"):
         selected = {(m, c) for m, c, labels in component_pods(objs) if matches(monitor["spec"]["selector"], labels)}
         components = {c for _, c in selected}
         assert len(components) == 1 and len(selected) == 2, monitor["metadata"]["name"]

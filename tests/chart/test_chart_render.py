@@ -38,7 +38,7 @@ def test_helm_lint_strict_passes(helm, variant):
 def test_every_rendered_kind_is_validated_by_some_check(renders, variant):
     kinds = {o["kind"] for o in renders[variant]}
     unvalidated = kinds - set(KSERVE_KINDS) - THIRD_PARTY_KINDS - {
-        "NetworkPolicy", "ServiceAccount", "ConfigMap", "PodDisruptionBudget"}
+        "NetworkPolicy", "ServiceAccount", "ConfigMap", "PodDisruptionBudget", "StatefulSet", "Service"}
     assert not unvalidated, f"rendered kinds without a validation test: {unvalidated}"
 
 
@@ -46,8 +46,9 @@ def test_default_render_has_the_expected_objects(renders):
     counts: dict[str, int] = {}
     for obj in renders["default"]:
         counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
-    assert counts == {"InferenceService": 2, "ServingRuntime": 1, "NetworkPolicy": 4, "ServiceAccount": 1,
-                      "PodMonitor": 2, "PrometheusRule": 1, "ConfigMap": 1}
+    # The DICOM gateway adds a StatefulSet, three Services, two NetworkPolicies and a PodMonitor.
+    assert counts == {"InferenceService": 2, "ServingRuntime": 1, "NetworkPolicy": 6, "ServiceAccount": 1,
+                      "PodMonitor": 3, "PrometheusRule": 1, "ConfigMap": 1, "StatefulSet": 1, "Service": 3}
     assert {o["metadata"]["name"] for o in objects_of(renders["default"], "InferenceService")} == {
         "duet-mammography", "duet-sentiment"}
 
