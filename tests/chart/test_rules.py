@@ -1,6 +1,6 @@
 """The Prometheus rules (charts/duet/files/prometheus-rules.yaml): promtool checks them and runs their unit
 tests (prometheus-rules.test.yaml); the unit tests are shown to catch a changed threshold; every alert links a
-runbook section that exists; every series the rules read is one the transformer or Triton exports."""
+runbook section that exists; every series the rules read is one the transformer, the gateway or Triton exports."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import yaml
 from chart_support import (
     CHART,
+    GATEWAY_SERIES,
     OPERATIONS_DOC,
     OTHER_SERIES,
     RULES_FILE,
     TRANSFORMER_SERIES,
-    GATEWAY_SERIES,
     TRITON_SERIES,
     markdown_anchors,
     rule_names,
