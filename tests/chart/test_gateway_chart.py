@@ -395,3 +395,18 @@ def test_helm_rejects_bad_gateway_values(render, set_values, message):
 
 def test_helm_lint_passes_with_the_gateway_off(helm):
     assert "0 chart(s) failed" in helm_tools.lint([variant_files("minimal")[0]])
+
+
+def test_install_notes_say_where_to_send_studies(helm):
+    def notes(*args: str) -> str:
+        out = helm_tools.run_helm(["install", "duet", str(CHART), "--namespace", "duet", "--dry-run=client", *args])
+        return out.split("NOTES:", 1)[1]
+
+    default = notes()
+    assert "AE title DUET at Service duet-gateway-dicom, port 11112;" in default
+    assert "http://duet-gateway-http.duet.svc:8090/studies" in default
+    assert "nowhere yet (set gateway.destinations)" in default
+    ha = notes("--values", str(CHART / "ci" / "ha-values.yaml"))
+    assert "(DICOM TLS: port 2762)" in ha
+    assert "Results go to: PACS@pacs.hospital.example:104, https://archive.hospital.example/dicomweb." in ha
+    assert "DICOM gateway" not in notes("--values", str(CHART / "ci" / "minimal-values.yaml"))
