@@ -6,10 +6,12 @@ DICOM TLS from a Secret, its alerts only where it is installed, and values check
 
 from __future__ import annotations
 
+import re
+
 import chart_support as helm_tools
 import pytest
 import yaml
-from chart_support import CHART, VARIANTS, objects_of, variant_files
+from chart_support import CHART, GATEWAY_SERIES, REPO, VARIANTS, objects_of, variant_files
 
 WITH_GATEWAY = [v for v in VARIANTS if v != "minimal"]
 SPOOL_DIR = "/var/lib/duet-gateway"
@@ -366,6 +368,19 @@ def test_gateway_alerts_ship_only_with_the_gateway(renders, render):
     without = rule_groups(render(set_values={"gateway.enabled": False}))
     assert "duet.gateway" not in without
     assert set(without) == set(rule_groups(renders["default"])) - {"duet.gateway"}
+
+
+def test_the_series_the_rules_know_are_the_ones_the_gateway_declares():
+    """chart_support.GATEWAY_SERIES (what the rules may read) against the metric names gateway/metrics.py
+    declares, so a renamed metric cannot leave an alert reading nothing."""
+    source = REPO / "gateway" / "metrics.py"
+    if not source.is_file():
+        pytest.skip("the gateway package is not in this checkout")
+    declared = set(re.findall(r'"(duet_gateway_[a-z_]+)"', source.read_text()))
+    histograms = {name for name in declared if f"{name}_bucket" in GATEWAY_SERIES}
+    expected = (declared - histograms) | {f"{name}_{suffix}" for name in histograms
+                                          for suffix in ("bucket", "sum", "count")}
+    assert expected == GATEWAY_SERIES
 
 
 def test_gateway_job_label_follows_the_value_in_monitor_and_alert(render):
