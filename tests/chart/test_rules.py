@@ -55,8 +55,8 @@ def test_promtool_unit_tests_pass():
     ("expr: duet:request_errors:ratio_rate5m > 0.01", "expr: duet:request_errors:ratio_rate5m > 0.05"),
     ('up{job="duet-triton"} == 0', 'up{job="duet-triton"} == 2'),
     ("duet:triton_queue_time_seconds:avg1m > 0.1", "duet:triton_queue_time_seconds:avg1m > 0.5"),
-    ("expr: duet:gateway_spool_usage:ratio > 0.8", "expr: duet:gateway_spool_usage:ratio > 0.9"),
-    ("expr: duet:gateway_dead_letters:sum > 0", "expr: duet:gateway_dead_letters:sum > 2"),
+    ("(duet_gateway_spool_quota_bytes > 0)\n          > 0.8", "(duet_gateway_spool_quota_bytes > 0)\n          > 0.9"),
+    ('(duet_gateway_studies{state="dead_letter"}) > 0', '(duet_gateway_studies{state="dead_letter"}) > 2'),
     ('up{job="duet-gateway"} == 0', 'up{job="duet-gateway"} == 2'),
     ("unless on (namespace)", "and on (namespace)"),
 ])
