@@ -209,6 +209,12 @@ def test_a_load_balancer_keeps_the_senders_address_and_range(renders):
     assert "externalTrafficPolicy" not in default["spec"], "a ClusterIP Service takes no externalTrafficPolicy"
 
 
+def test_an_exposed_http_service_keeps_the_senders_address(render):
+    objs = render(set_values={"gateway.service.httpType": "NodePort"})
+    http = next(s for s in gateway_objects(objs, "Service") if s["metadata"]["name"].endswith("-http"))
+    assert http["spec"]["type"] == "NodePort" and http["spec"]["externalTrafficPolicy"] == "Local"
+
+
 # ---- TLS -------------------------------------------------------------------------------------------------------
 
 def test_tls_port_certificates_and_client_verification_come_from_the_secret(renders, render):
