@@ -158,7 +158,7 @@ def test_every_variable_the_chart_sets_is_a_gateway_setting(renders):
 
 def test_inference_url_is_the_mammography_inference_service_of_the_release(renders, render):
     assert env_of(renders["default"])["DUET_GATEWAY_INFERENCE_URL"] == (
-        "http://duet-mammography-transformer.duet.svc.cluster.local:80")
+        "http://duet-mammography-transformer.duet:80")
     assert env_of(renders["default"])["DUET_GATEWAY_INFERENCE_MODEL"] == "mammography"
     # Knative: the InferenceService's cluster-local address, served by Knative's local gateway.
     assert env_of(renders["knative"])["DUET_GATEWAY_INFERENCE_URL"] == (
@@ -167,7 +167,7 @@ def test_inference_url_is_the_mammography_inference_service_of_the_release(rende
     objs = render(release="radiology", namespace="imaging")
     (isvc,) = [o for o in objects_of(objs, "InferenceService") if o["metadata"]["labels"]["duet/model"] == "mammography"]
     assert env_of(objs)["DUET_GATEWAY_INFERENCE_URL"] == (
-        f"http://{isvc['metadata']['name']}-transformer.imaging.svc.cluster.local:80")
+        f"http://{isvc['metadata']['name']}-transformer.imaging:80")
 
 
 def test_inference_token_and_host_header_are_optional(renders, render):
@@ -345,7 +345,9 @@ def test_pod_monitor_scrapes_the_gateway_on_a_declared_port(renders, variant):
         assert matches(monitor["spec"]["selector"], pod_labels(objs))
         (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
         assert endpoint["port"] in ports_of(objs) and endpoint["path"] == "/metrics"
-        assert endpoint["relabelings"][-1] == {"action": "replace", "targetLabel": "job", "replacement": "duet-gateway"}
+        relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+        assert relabel["job"] == {"action": "replace", "targetLabel": "job", "replacement": "duet-gateway"}
+        assert relabel["duet_release"]["replacement"] == "duet"
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
@@ -392,7 +394,8 @@ def test_the_series_the_rules_know_are_the_ones_the_gateway_declares():
 def test_gateway_job_label_follows_the_value_in_monitor_and_alert(render):
     objs = render(set_values={"gateway.monitoring.jobLabel": "dicom-gw"})
     (monitor,) = gateway_objects(objs, "PodMonitor")
-    assert monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][-1]["replacement"] == "dicom-gw"
+    relabel = {r["targetLabel"]: r for r in monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]}
+    assert relabel["job"]["replacement"] == "dicom-gw"
     down = next(r for r in rule_groups(objs)["duet.gateway"] if r.get("alert") == "DuetGatewayDown")
     assert 'job="dicom-gw"' in down["expr"] and "duet-gateway" not in down["expr"]
 

@@ -19,10 +19,12 @@ app.kubernetes.io/component: gateway
 {{- end -}}
 
 {{/*
-v2 base URL of the mammography InferenceService, as KServe publishes it in status.address.url: in Standard
-mode the transformer's Service (KServe's raw ingress reconciler points the address at <isvc>-transformer, port 80
-to the transformer's HTTP port); in Knative mode the cluster-local route <isvc>.<namespace>, served by Knative's
-local gateway. gateway.inference.url overrides both.
+v2 base URL of the mammography InferenceService. Standard mode: the transformer's Service, where KServe's raw
+ingress reconciler points status.address (<isvc>-transformer, port 80 to the transformer's HTTP port), named
+<name>.<namespace> as KServe names the predictor host (the cluster domain is not always cluster.local; the pod's
+DNS search path completes it). Knative mode: the InferenceService's cluster-local address, which Knative's local
+gateway routes by host name, so it is the full name KServe publishes in status.address.url.
+gateway.inference.url overrides both.
 */}}
 {{- define "duet.gateway.inferenceUrl" -}}
 {{- if .Values.gateway.inference.url -}}
@@ -32,7 +34,7 @@ local gateway. gateway.inference.url overrides both.
 {{- if eq .Values.kserve.deploymentMode "Knative" -}}
 {{- printf "http://%s.%s.svc.cluster.local" $isvc .Release.Namespace -}}
 {{- else -}}
-{{- printf "http://%s-transformer.%s.svc.cluster.local:80" $isvc .Release.Namespace -}}
+{{- printf "http://%s-transformer.%s:80" $isvc .Release.Namespace -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
