@@ -271,3 +271,8 @@ def series_used(expr: str) -> set[str]:
     expr = re.sub(r"\b\d+(\.\d+)?([eE][+-]?\d+)?\b", " ", expr)
     names = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", expr)
     return {name for name, call in names if not call and name not in PROMQL_KEYWORDS}
+
+
+def without_gateway(objs: list[dict]) -> list[dict]:
+    """The rendered objects that are not the DICOM gateway's (tests/chart/test_gateway_chart.py checks those)."""
+    return [o for o in objs if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "gateway"]

@@ -5,7 +5,7 @@ NetworkPolicy / PodDisruptionBudget / PodMonitor selectors that match the pods t
 from __future__ import annotations
 
 import pytest
-from chart_support import VARIANTS, objects_of, pod_specs
+from chart_support import VARIANTS, objects_of, pod_specs, without_gateway
 from kserve_rules import KSERVE_TRITON_RUNTIME_CONTAINER, TRITON_DEFAULT_METRICS_PORT
 
 GPU = "nvidia.com/gpu"
@@ -15,12 +15,6 @@ def matches(selector: dict, labels: dict) -> bool:
     """Does a matchLabels selector select these labels? (The chart uses matchLabels only.)"""
     assert set(selector) <= {"matchLabels"}, f"unexpected selector form {selector}"
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-
-
-def for_inference_services(objs: list[dict], kind: str) -> list[dict]:
-    """The objects of one kind that belong to the InferenceServices (the gateway's are checked in
-    test_gateway_chart.py)."""
-    return [o for o in objects_of(objs, kind) if o["metadata"]["labels"]["app.kubernetes.io/component"] != "gateway"]
 
 
 def component_pods(objs: list[dict]) -> list[tuple[str, str, dict]]:
@@ -132,7 +126,7 @@ def test_writable_paths_are_emptydirs(renders, variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_network_policies_select_the_pods_they_protect(renders, variant):
     objs = renders[variant]
-    policies = for_inference_services(objs, "NetworkPolicy")
+    policies = objects_of(without_gateway(objs), "NetworkPolicy")  # the gateway's: test_gateway_chart.py
     pods = component_pods(objs)
     if variant == "minimal":
         assert not policies
@@ -182,11 +176,11 @@ def test_only_the_ingress_and_prometheus_reach_the_transformer(renders):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_disruption_budgets_exist_exactly_for_components_above_one_replica(renders, variant):
     objs = renders[variant]
-    budgets = for_inference_services(objs, "PodDisruptionBudget")
+    budgets = objects_of(objs, "PodDisruptionBudget")
     expected = {(spec["labels"]["duet/model"], component) for _, component, spec, _ in pod_specs(objs)
                 if spec["minReplicas"] > 1}
     covered = set()
-    for budget in budgets:
+    for budget in without_gateway(budgets):
         selected = [(m, c) for m, c, labels in component_pods(objs) if matches(budget["spec"]["selector"], labels)]
         assert len(selected) == 1
         covered.add(selected[0])
@@ -199,7 +193,7 @@ def test_disruption_budgets_exist_exactly_for_components_above_one_replica(rende
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pod_monitors_select_their_component_and_scrape_a_declared_port(renders, variant):
     objs = renders[variant]
-    for monitor in for_inference_services(objs, "PodMonitor"):
+    for monitor in objects_of(without_gateway(objs), "PodMonitor"):
         selected = {(m, c) for m, c, labels in component_pods(objs) if matches(monitor["spec"]["selector"], labels)}
         components = {c for _, c in selected}
         assert len(components) == 1 and len(selected) == 2, monitor["metadata"]["name"]

@@ -73,6 +73,14 @@ def test_gateway_renders_in_every_variant_that_serves_mammography(renders, varia
     assert services == {"duet-gateway-dicom", "duet-gateway-http", "duet-gateway-pods"}
 
 
+def test_default_render_has_the_gateways_objects(renders):
+    counts: dict[str, int] = {}
+    for obj in renders["default"]:
+        if obj["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway":
+            counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
+    assert counts == {"StatefulSet": 1, "Service": 3, "NetworkPolicy": 2, "PodMonitor": 1}
+
+
 def test_gateway_without_mammography_needs_an_inference_url(render):
     minimal = CHART / "ci" / "minimal-values.yaml"
     with pytest.raises(helm_tools.HelmError, match="gateway.enabled needs models.mammography.enabled"):
