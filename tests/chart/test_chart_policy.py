@@ -5,7 +5,7 @@ NetworkPolicy / PodDisruptionBudget / PodMonitor selectors that match the pods t
 from __future__ import annotations
 
 import pytest
-from chart_support import VARIANTS, objects_of, pod_specs, without_gateway
+from chart_support import VARIANTS, objects_of, pod_specs
 from kserve_rules import KSERVE_TRITON_RUNTIME_CONTAINER, TRITON_DEFAULT_METRICS_PORT
 
 GPU = "nvidia.com/gpu"
@@ -15,6 +15,11 @@ def matches(selector: dict, labels: dict) -> bool:
     """Does a matchLabels selector select these labels? (The chart uses matchLabels only.)"""
     assert set(selector) <= {"matchLabels"}, f"unexpected selector form {selector}"
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def without_gateway(objs: list[dict]) -> list[dict]:
+    """The objects that are not the DICOM gateway's (test_gateway_chart.py checks those)."""
+    return [o for o in objs if o["metadata"]["labels"].get("app.kubernetes.io/component") != "gateway"]
 
 
 def component_pods(objs: list[dict]) -> list[tuple[str, str, dict]]:
