@@ -1,6 +1,7 @@
 """skaffold.yaml (no skaffold binary here): it parses, every path it names exists, its setValueTemplates set real
 chart values for every artifact (repository, tag, digest), its profiles apply as JSON patches onto paths that
-exist and select tested values files, and its port-forwards name the Services KServe creates for the release."""
+exist and select tested values files, and its port-forwards name the Services KServe and the gateway create for
+the release."""
 
 from __future__ import annotations
 
@@ -131,11 +132,22 @@ def test_port_forwards_name_the_transformer_services_kserve_creates(render):
     (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
     objs = render(release=release["name"], namespace=release["namespace"])
     services = {f"{o['metadata']['name']}-transformer" for o in objs if o["kind"] == "InferenceService"}
-    forwards = SKAFFOLD["portForward"]
+    forwards = [f for f in SKAFFOLD["portForward"] if "-gateway-" not in f["resourceName"]]
     assert {f["resourceName"] for f in forwards} == services
-    assert len({f["localPort"] for f in forwards}) == len(forwards)
+    assert len({f["localPort"] for f in SKAFFOLD["portForward"]}) == len(SKAFFOLD["portForward"])
     for forward in forwards:
         assert forward["resourceType"] == "service" and forward["port"] == 80
+        assert forward["namespace"] == release["namespace"]
+
+
+def test_port_forwards_reach_the_gateways_services_and_ports(render):
+    (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
+    objs = render(release=release["name"], namespace=release["namespace"])
+    ports = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]} for o in objs if o["kind"] == "Service"}
+    forwards = [f for f in SKAFFOLD["portForward"] if "-gateway-" in f["resourceName"]]
+    assert {f["resourceName"] for f in forwards} == {"duet-gateway-dicom", "duet-gateway-http"}
+    for forward in forwards:
+        assert forward["port"] in ports[forward["resourceName"]], forward
         assert forward["namespace"] == release["namespace"]
 
 
