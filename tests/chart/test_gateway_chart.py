@@ -6,6 +6,7 @@ DICOM TLS from a Secret, its alerts only where it is installed, and values check
 
 from __future__ import annotations
 
+import os
 import re
 
 import chart_support as helm_tools
@@ -162,6 +163,31 @@ def test_every_variable_the_chart_sets_is_a_gateway_setting(renders):
         for name in env_of(renders[variant]):
             assert name.startswith("DUET_GATEWAY_"), name
             assert name.removeprefix("DUET_GATEWAY_").lower() in fields, f"{variant}: {name} is no gateway setting"
+
+
+@pytest.mark.parametrize("variant", WITH_GATEWAY)
+def test_the_gateway_reads_the_rendered_environment_as_the_values_meant(renders, variant, monkeypatch):
+    """The rendered variables, parsed by the gateway's own settings class (pydantic-settings), as in the pod."""
+    settings = pytest.importorskip("gateway.settings", reason="the gateway package is not in this checkout")
+    for name in [n for n in os.environ if n.startswith("DUET_GATEWAY_")]:
+        monkeypatch.delenv(name)
+    for name, value in env_of(renders[variant]).items():
+        if value is not None:  # valueFrom entries (a Secret) are not rendered values
+            monkeypatch.setenv(name, value)
+    parsed = settings.GatewaySettings()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["gateway"]
+    overrides = yaml.safe_load(variant_files(variant)[0].read_text()).get("gateway", {}) if variant != "default" else {}
+    values = {**values, **overrides}
+    assert parsed.ae_title == values["aeTitle"]
+    assert parsed.allowed_calling_aes == values["allowedCallingAEs"]
+    assert parsed.destinations == values["destinations"]
+    assert parsed.allow_any_calling_ae is values["allowAnyCallingAE"]
+    assert parsed.stable_seconds == values["stableSeconds"]
+    assert parsed.spool_quota_bytes == values.get("spool", {}).get("quotaBytes", 21474836480)
+    assert str(parsed.spool_dir) == SPOOL_DIR
+    assert parsed.inference_url == env_of(renders[variant])["DUET_GATEWAY_INFERENCE_URL"]
+    tls = values["tls"]
+    assert parsed.tls_port == (tls.get("port", 2762) if tls.get("enabled") else None)
 
 
 def test_inference_url_is_the_mammography_inference_service_of_the_release(renders, render):
