@@ -274,6 +274,18 @@ def test_tls_port_certificates_and_client_verification_come_from_the_secret(rend
     assert "DUET_GATEWAY_TLS_CERT_FILE" in env_of(no_clients)
 
 
+@pytest.mark.parametrize(("size", "quota", "refused"), [
+    ("25Gi", 21474836480, False), ("20Gi", 21474836480, True), ("21G", 21474836480, True),
+    ("22G", 21474836480, False), ("512Mi", 536870912, True), ("1Ti", 1099511627775, False)])
+def test_the_spool_quota_must_fit_in_the_volume(render, size, quota, refused):
+    values = {"gateway.spool.size": size, "gateway.spool.quotaBytes": quota}
+    if refused:
+        with pytest.raises(helm_tools.HelmError, match="must be below the spool volume gateway.spool.size"):
+            render(set_values=values)
+    else:
+        assert env_of(render(set_values=values))["DUET_GATEWAY_SPOOL_QUOTA_BYTES"] == str(quota)
+
+
 def test_tls_without_a_secret_is_refused(render):
     with pytest.raises(helm_tools.HelmError, match="gateway.tls.enabled needs gateway.tls.secretName"):
         render(set_values={"gateway.tls.enabled": True})

@@ -77,6 +77,14 @@ gateway.inference.url overrides both.
 {{- if and $g.tls.enabled (not $g.tls.secretName) -}}
 {{- fail "gateway.tls.enabled needs gateway.tls.secretName: a Secret with tls.crt and tls.key (and ca.crt when gateway.tls.verifyClients)" -}}
 {{- end -}}
+{{- /* The quota must bind before the disk does: a full volume fails writes mid-study instead of refusing the
+instance with an out-of-resources status. */}}
+{{- $size := toString $g.spool.size -}}
+{{- $units := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 -}}
+{{- $volumeBytes := mulf (regexFind "^[0-9.]+" $size | float64) (index $units (regexFind "[A-Za-z]*$" $size)) -}}
+{{- if ge (float64 $g.spool.quotaBytes) $volumeBytes -}}
+{{- fail (printf "gateway.spool.quotaBytes (%s) must be below the spool volume gateway.spool.size (%s), with room for the gateway's state" (toString (int64 $g.spool.quotaBytes)) $size) -}}
+{{- end -}}
 {{- if and $g.tls.enabled (eq (int $g.tls.port) (int $g.dimsePort)) -}}
 {{- fail "gateway.tls.port must differ from gateway.dimsePort" -}}
 {{- end -}}
