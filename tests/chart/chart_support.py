@@ -237,7 +237,7 @@ def strict_crd_schema(schema: dict) -> dict:
     return schema
 
 
-# The series duet's processes export (transformer: duet_*, Triton: nv_*), plus Prometheus' own `up` and
+# The series duet's processes export (transformer: duet_*, gateway: duet_gateway_*, Triton: nv_*), plus Prometheus' own `up` and
 # kube-state-metrics' HPA series for the replicas alert.
 TRANSFORMER_SERIES = {
     "duet_requests_total", "duet_request_duration_seconds_bucket", "duet_request_duration_seconds_sum",
@@ -249,6 +249,12 @@ TRITON_SERIES = {
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count", "nv_inference_exec_count",
     "nv_inference_request_duration_us", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
     "nv_inference_pending_request_count", "nv_gpu_utilization"}
+# The DICOM gateway's series (gateway/metrics.py; the names are fixed in the gateway's interface).
+GATEWAY_SERIES = {
+    "duet_gateway_associations_total", "duet_gateway_associations_active", "duet_gateway_instances_received_total",
+    "duet_gateway_instances_refused_total", "duet_gateway_studies", "duet_gateway_exports_total",
+    "duet_gateway_spool_bytes", "duet_gateway_spool_quota_bytes", "duet_gateway_stage_seconds_bucket",
+    "duet_gateway_stage_seconds_sum", "duet_gateway_stage_seconds_count"}
 OTHER_SERIES = {"up", "kube_horizontalpodautoscaler_status_current_replicas",
                 "kube_horizontalpodautoscaler_spec_max_replicas"}
 PROMQL_KEYWORDS = {"by", "on", "or", "and", "unless", "without", "ignoring", "group_left", "group_right", "bool",
@@ -265,3 +271,8 @@ def series_used(expr: str) -> set[str]:
     expr = re.sub(r"\b\d+(\.\d+)?([eE][+-]?\d+)?\b", " ", expr)
     names = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", expr)
     return {name for name, call in names if not call and name not in PROMQL_KEYWORDS}
+
+
+def without_gateway(objs: list[dict]) -> list[dict]:
+    """The rendered objects that are not the DICOM gateway's (tests/chart/test_gateway_chart.py checks those)."""
+    return [o for o in objs if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "gateway"]

@@ -31,6 +31,8 @@ FILES = {
     "ServiceAccount": "serviceaccount.yaml",
     "ServingRuntime": "servingruntime-triton.yaml",
     "InferenceService": "inferenceservices.yaml",
+    "StatefulSet": "gateway-statefulset.yaml",
+    "Service": "gateway-services.yaml",
     "NetworkPolicy": "networkpolicies.yaml",
     "PodMonitor": "podmonitors.yaml",
     "PrometheusRule": "prometheusrule.yaml",

@@ -1,6 +1,6 @@
 """The Prometheus rules (charts/duet/files/prometheus-rules.yaml): promtool checks them and runs their unit
 tests (prometheus-rules.test.yaml); the unit tests are shown to catch a changed threshold; every alert links a
-runbook section that exists; every series the rules read is one the transformer or Triton exports."""
+runbook section that exists; every series the rules read is one the transformer, the gateway or Triton exports."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 from chart_support import (
     CHART,
+    GATEWAY_SERIES,
     OPERATIONS_DOC,
     OTHER_SERIES,
     RULES_FILE,
@@ -54,6 +55,10 @@ def test_promtool_unit_tests_pass():
     ("expr: duet:request_errors:ratio_rate5m > 0.01", "expr: duet:request_errors:ratio_rate5m > 0.05"),
     ('up{job="duet-triton"} == 0', 'up{job="duet-triton"} == 2'),
     ("duet:triton_queue_time_seconds:avg1m > 0.1", "duet:triton_queue_time_seconds:avg1m > 0.5"),
+    ("(duet_gateway_spool_quota_bytes > 0)\n          > 0.8", "(duet_gateway_spool_quota_bytes > 0)\n          > 0.9"),
+    ('(duet_gateway_studies{state="dead_letter"}) > 0', '(duet_gateway_studies{state="dead_letter"}) > 2'),
+    ('up{job="duet-gateway"} == 0', 'up{job="duet-gateway"} == 2'),
+    ("unless on (namespace)", "and on (namespace)"),
 ])
 def test_promtool_unit_tests_catch_a_changed_rule(tmp_path: Path, original: str, mutated: str):
     text = RULES_FILE.read_text()
@@ -71,7 +76,8 @@ def test_every_alert_has_a_severity_and_a_runbook_section_that_exists():
     assert {a["alert"] for a in alerts} >= {
         "DuetHighErrorRatio", "DuetLatencyP99OverObjective", "DuetTritonQueueTimeHigh",
         "DuetTritonPendingRequestsGrowing", "DuetPredictorDown", "DuetGPUIdleWhileReady", "DuetGPUSaturated",
-        "DuetReplicasPinnedAtMax"}
+        "DuetReplicasPinnedAtMax", "DuetGatewayExportsFailing", "DuetGatewayDeadLetters",
+        "DuetGatewaySpoolFilling", "DuetGatewayDown"}
     for alert in alerts:
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
         url = alert["annotations"]["runbook_url"]
@@ -84,7 +90,7 @@ def test_every_alert_has_a_severity_and_a_runbook_section_that_exists():
 
 def test_rules_read_only_exported_series_and_recording_rules():
     records, _ = rule_names()
-    known = TRANSFORMER_SERIES | TRITON_SERIES | OTHER_SERIES | records
+    known = TRANSFORMER_SERIES | TRITON_SERIES | GATEWAY_SERIES | OTHER_SERIES | records
     for rule in all_rules():
         unknown = series_used(rule["expr"]) - known
         assert not unknown, f"{rule.get('record') or rule.get('alert')} reads {unknown}"
@@ -101,5 +107,5 @@ def test_recording_rules_follow_level_metric_operations_naming():
 def test_only_the_down_alerts_depend_on_job_labels():
     for rule in all_rules():
         uses_job = "job=" in rule["expr"]
-        assert uses_job == (rule.get("alert") in {"DuetPredictorDown", "DuetTransformerDown",
+        assert uses_job == (rule.get("alert") in {"DuetPredictorDown", "DuetTransformerDown", "DuetGatewayDown",
                                                    "DuetGPUIdleWhileReady"}), rule.get("alert") or rule["record"]

@@ -1,6 +1,7 @@
 """skaffold.yaml (no skaffold binary here): it parses, every path it names exists, its setValueTemplates set real
-chart values for both artifacts (repository, tag, digest), its profiles apply as JSON patches onto paths that
-exist and select tested values files, and its port-forwards name the Services KServe creates for the release."""
+chart values for every artifact (repository, tag, digest), its profiles apply as JSON patches onto paths that
+exist and select tested values files, and its port-forwards name the Services KServe and the gateway create for
+the release."""
 
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def test_skaffold_config_is_current_and_names_existing_paths():
     assert SKAFFOLD["apiVersion"].startswith("skaffold/v4")
     assert SKAFFOLD["kind"] == "Config"
     artifacts = {a["image"]: a for a in SKAFFOLD["build"]["artifacts"]}
-    assert set(artifacts) == {"duet-transformer", "duet-models"}
+    assert set(artifacts) == {"duet-transformer", "duet-models", "duet-gateway"}
     assert artifacts["duet-transformer"]["docker"]["dockerfile"] == "transformers_pre/Dockerfile"
     assert artifacts["duet-models"]["docker"]["dockerfile"] == "predictors/Dockerfile"
+    assert artifacts["duet-gateway"]["docker"]["dockerfile"] == "gateway/Dockerfile"
     for artifact in artifacts.values():
         context = REPO / artifact.get("context", ".")
         assert (context / artifact["docker"]["dockerfile"]).is_file()
@@ -64,10 +66,11 @@ def test_skaffold_config_is_current_and_names_existing_paths():
     assert (REPO / release["chartPath"] / "Chart.yaml").is_file()
 
 
-def test_set_value_templates_set_repository_tag_and_digest_of_both_images():
+def test_set_value_templates_set_repository_tag_and_digest_of_every_image():
     (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
     templates = release["setValueTemplates"]
-    expected = {"transformer.image": "duet-transformer", "modelRepository.image": "duet-models"}
+    expected = {"transformer.image": "duet-transformer", "modelRepository.image": "duet-models",
+                "gateway.image": "duet-gateway"}
     for prefix, artifact in expected.items():
         key = sanitize(artifact)
         assert templates[f"{prefix}.repository"] == f"{{{{.IMAGE_REPO_{key}}}}}"
@@ -80,7 +83,8 @@ def test_set_value_templates_set_repository_tag_and_digest_of_both_images():
 def test_chart_renders_with_what_skaffold_sets(render):
     (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
     built = {"duet_transformer": ("registry.local/duet-transformer", "abc123", "sha256:" + "1" * 64),
-             "duet_models": ("registry.local/duet-models", "def456", "sha256:" + "2" * 64)}
+             "duet_models": ("registry.local/duet-models", "def456", "sha256:" + "2" * 64),
+             "duet_gateway": ("registry.local/duet-gateway", "fed789", "sha256:" + "3" * 64)}
     values = {}
     for dotted, template in release["setValueTemplates"].items():
         field, artifact = re.fullmatch(r"\{\{\.IMAGE_(REPO|TAG|DIGEST)_(\w+)\}\}", template).groups()
@@ -92,6 +96,9 @@ def test_chart_renders_with_what_skaffold_sets(render):
         "registry.local/duet-transformer:abc123@sha256:" + "1" * 64)
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == (
         "oci://registry.local/duet-models:def456@sha256:" + "2" * 64)
+    gateway = next(o for o in objs if o["kind"] == "StatefulSet")
+    assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.local/duet-gateway:fed789@sha256:" + "3" * 64)
 
 
 @pytest.mark.parametrize("name", ["dev", "gpu"])
@@ -125,11 +132,22 @@ def test_port_forwards_name_the_transformer_services_kserve_creates(render):
     (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
     objs = render(release=release["name"], namespace=release["namespace"])
     services = {f"{o['metadata']['name']}-transformer" for o in objs if o["kind"] == "InferenceService"}
-    forwards = SKAFFOLD["portForward"]
+    forwards = [f for f in SKAFFOLD["portForward"] if "-gateway-" not in f["resourceName"]]
     assert {f["resourceName"] for f in forwards} == services
-    assert len({f["localPort"] for f in forwards}) == len(forwards)
+    assert len({f["localPort"] for f in SKAFFOLD["portForward"]}) == len(SKAFFOLD["portForward"])
     for forward in forwards:
         assert forward["resourceType"] == "service" and forward["port"] == 80
+        assert forward["namespace"] == release["namespace"]
+
+
+def test_port_forwards_reach_the_gateways_services_and_ports(render):
+    (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
+    objs = render(release=release["name"], namespace=release["namespace"])
+    ports = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]} for o in objs if o["kind"] == "Service"}
+    forwards = [f for f in SKAFFOLD["portForward"] if "-gateway-" in f["resourceName"]]
+    assert {f["resourceName"] for f in forwards} == {"duet-gateway-dicom", "duet-gateway-http"}
+    for forward in forwards:
+        assert forward["port"] in ports[forward["resourceName"]], forward
         assert forward["namespace"] == release["namespace"]
 
 
