@@ -5,8 +5,8 @@ NetworkPolicy / PodDisruptionBudget / PodMonitor selectors that match the pods t
 from __future__ import annotations
 
 import pytest
-from chart_support import VARIANTS, objects_of, pod_specs
-from kserve_rules import KSERVE_TRITON_RUNTIME_CONTAINER, TRITON_DEFAULT_METRICS_PORT
+from chart_support import VARIANTS, objects_of, pod_specs, variant_files
+from kserve_rules import KSERVE_TRITON_RUNTIME_CONTAINER, TRITON_DEFAULT_METRICS_PORT, knative_port_names, merged_values
 
 GPU = "nvidia.com/gpu"
 
@@ -23,12 +23,18 @@ def component_pods(objs: list[dict]) -> list[tuple[str, str, dict]]:
 
 
 def container_ports(objs: list[dict], component: str, model: str) -> dict[str, int]:
-    """Declared container ports (name -> number) of a component's main container."""
+    """Container ports (name -> number) of a component's main container as the pod runs it: in Knative mode
+    under the name Knative gives the one port (kserve_rules.knative_port_names)."""
     if component == "transformer":
         isvc = next(o for o in objects_of(objs, "InferenceService") if o["metadata"]["labels"]["duet/model"] == model)
-        return {p["name"]: p["containerPort"] for p in isvc["spec"]["transformer"]["containers"][0]["ports"]}
-    runtime = objects_of(objs, "ServingRuntime")
-    return {p["name"]: p["containerPort"] for p in runtime[0]["spec"]["containers"][0]["ports"]} if runtime else {}
+        ports = isvc["spec"]["transformer"]["containers"][0]["ports"]
+    else:
+        runtime = objects_of(objs, "ServingRuntime")
+        ports = runtime[0]["spec"]["containers"][0]["ports"] if runtime else []
+    isvcs = objects_of(objs, "InferenceService")
+    if isvcs and isvcs[0]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in ("Knative", "Serverless"):
+        ports = knative_port_names(ports)
+    return {p["name"]: p["containerPort"] for p in ports}
 
 
 def listening_ports(objs: list[dict], component: str, model: str) -> set[int]:
@@ -173,12 +179,19 @@ def test_only_the_ingress_and_prometheus_reach_the_transformer(renders):
         assert selected_namespaces == ["istio-system", "monitoring"]
 
 
+def values_of(variant: str) -> dict:
+    return merged_values(variant_files(variant))
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_disruption_budgets_exist_exactly_for_components_above_one_replica(renders, variant):
+def test_disruption_budgets_exist_exactly_for_components_that_may_run_several_pods(renders, variant):
+    """maxReplicas, not minReplicas: KEDA and the HPA scale a component with minReplicas 1 out, and those pods
+    need the budget too; maxUnavailable 1 never blocks draining a single pod."""
     objs = renders[variant]
     budgets = objects_of(objs, "PodDisruptionBudget")
+    enabled = values_of(variant)["podDisruptionBudget"]["enabled"]
     expected = {(spec["labels"]["duet/model"], component) for _, component, spec, _ in pod_specs(objs)
-                if spec["minReplicas"] > 1}
+                if spec["maxReplicas"] > 1 and enabled}
     covered = set()
     for budget in budgets:
         selected = [(m, c) for m, c, labels in component_pods(objs) if matches(budget["spec"]["selector"], labels)]

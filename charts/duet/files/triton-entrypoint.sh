@@ -1,0 +1,45 @@
+#!/bin/sh
+# Triton's entrypoint in the predictor pod: check the model repository against its artifact.json, then exec the
+# runtime's command line ("$@": tritonserver ...). KServe appends its storage initializer after any init
+# container of ours, so the check runs here, after the download and before Triton reads a file.
+#
+# DUET_MODEL_DIR          where KServe put the repository (/mnt/models)
+# DUET_ARTIFACT_ENCRYPTED the encrypted repository (repository.tar.enc), optional: decrypted with openssl into
+#                         DUET_DECRYPTED_DIR (a memory-backed emptyDir) with the passphrase in
+#                         DUET_ARTIFACT_KEY_FILE, then checked and served from there.
+# A failure exits non-zero with the reason on stderr and in the termination message (kubectl describe pod).
+set -u
+
+fail() {
+    echo "$1" >&2
+    printf '%s\n' "$1" > /dev/termination-log 2>/dev/null || true
+    exit 1
+}
+
+repo="${DUET_MODEL_DIR:-/mnt/models}"
+if [ -n "${DUET_ARTIFACT_ENCRYPTED:-}" ]; then
+    out="${DUET_DECRYPTED_DIR:?DUET_DECRYPTED_DIR is not set}"
+    [ -f "$DUET_ARTIFACT_ENCRYPTED" ] || fail "artifact check failed: $DUET_ARTIFACT_ENCRYPTED: missing"
+    openssl enc -d -aes-256-cbc -pbkdf2 -iter 200000 -md sha256 -in "$DUET_ARTIFACT_ENCRYPTED" \
+        -pass "file:${DUET_ARTIFACT_KEY_FILE:?DUET_ARTIFACT_KEY_FILE is not set}" | tar -x -C "$out" -f - \
+        || fail "artifact check failed: $DUET_ARTIFACT_ENCRYPTED: cannot be decrypted with the key (wrong key or damaged file)"
+    repo="$out"
+fi
+
+if ! message=$(python3 /duet/check_digests.py "$repo" 2>&1); then
+    fail "$message"
+fi
+echo "$message"
+
+# Serve what was checked: point Triton's repository flag at it (the decrypted copy when encrypted).
+count=$#
+while [ "$count" -gt 0 ]; do
+    arg=$1
+    shift
+    case $arg in
+        --model-repository=*|--model-store=*) arg="--model-repository=$repo" ;;
+    esac
+    set -- "$@" "$arg"
+    count=$((count - 1))
+done
+exec "$@"
