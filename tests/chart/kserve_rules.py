@@ -234,7 +234,7 @@ AUTOSELECT_CAPTURES_OTHERS = True
 # ---- KServe and KEDA: ScaledObjects ------------------------------------------------------------------------------
 # kserve/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/keda/keda_reconciler.go: getKedaMetrics (v0.15.2;
 # v0.16.0 the same for External metrics) sets no MetricType on a prometheus trigger and takes target.value as the
-# threshold; KEDA's default metricType is AverageValue (keda pkg/scalers/scaler.go GetMetricTargetType), whose
+# threshold; KEDA's default metricType is KEDA_DEFAULT_METRIC_TYPE (below), whose
 # desired count is ceil(metric / threshold) whatever the current count. Only a sum over replicas fits it.
 KSERVE_KEDA_METRIC_TYPE = "AverageValue"
 # createKedaScaledObject names the ScaledObject componentMeta.Name, i.e. <isvc>-<component>, the name of the
@@ -242,9 +242,12 @@ KSERVE_KEDA_METRIC_TYPE = "AverageValue"
 # when the autoscaler class changes (they only create and update), so a leftover one keeps scaling.
 KSERVE_AUTOSCALER_NAME = "{isvc}-{component}"
 KSERVE_DELETES_AUTOSCALER_ON_CLASS_CHANGE = False
-# kedacore/keda apis/keda/v1alpha1/scaledobject_types.go: Fallback.Behavior arrived in v2.17.0 (CHANGELOG
-# "Add fallback behavior"); an older KEDA's CRD prunes or rejects the field.
-KEDA_FIELD_MIN_VERSION = {"fallback.behavior": "2.17", "fallback": "2.0", "triggers[].metricType": "2.7"}
+# kedacore/keda apis/keda/v1alpha1/scaledobject_types.go: Fallback.Behavior and its values (FallbackBehaviorStatic,
+# ...CurrentReplicas, ...CurrentReplicasIfHigher) are in v2.17.0 and absent from v2.16.0, whose CRD rejects the
+# field under strict validation. KEDA's default metric type: pkg/scalers/scaler.go GetMetricTargetType (v2.17.0)
+# returns AverageValue when a trigger names none.
+KEDA_FIELD_MIN_VERSION = {"fallback.behavior": "2.17"}
+KEDA_DEFAULT_METRIC_TYPE = "AverageValue"
 
 # ---- Kubernetes: PodDisruptionBudget ----------------------------------------------------------------------------
 # kubernetes.io/docs/tasks/run-application/configure-pdb: with maxUnavailable 1 a budget allows one eviction even

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 from chart_support import VARIANTS, objects_of, pod_specs, variant_files
-from kserve_rules import KSERVE_TRITON_RUNTIME_CONTAINER, TRITON_DEFAULT_METRICS_PORT, knative_port_names, merged_values
+from kserve_rules import (
+    KSERVE_TRITON_RUNTIME_CONTAINER,
+    TRITON_DEFAULT_METRICS_PORT,
+    knative_port_names,
+    merged_values,
+)
 
 GPU = "nvidia.com/gpu"
 
@@ -93,7 +98,7 @@ def test_main_containers_have_liveness_and_readiness_probes_on_v2_health(renders
             assert http["path"] == ("/v2/health/ready" if component == "predictor" else "/v2/health/live")
             assert main["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
         else:  # Knative predictor on the chart's runtime: only the one declared (gRPC) port may be probed
-            assert variant == "knative" and component == "predictor"
+            assert values_of(variant)["kserve"]["deploymentMode"] == "Knative" and component == "predictor"
             assert main["readinessProbe"]["tcpSocket"]["port"] == 9000
 
 
@@ -141,7 +146,8 @@ def test_network_policies_select_the_pods_they_protect(renders, variant):
     for policy in policies:
         spec = policy["spec"]
         assert spec["policyTypes"] == ["Ingress"]
-        selected = [(m, c) for m, c, labels in pods if matches(spec["podSelector"], labels)]
+        # One model's component: its canary's pods (Standard mode) are the same component and share the policy.
+        selected = sorted({(m, c) for m, c, labels in pods if matches(spec["podSelector"], labels)})
         assert len(selected) == 1, f"{policy['metadata']['name']} selects {selected}"
         model, component = selected[0]
         ports = listening_ports(objs, component, model)
@@ -151,7 +157,7 @@ def test_network_policies_select_the_pods_they_protect(renders, variant):
             for peer in rule["from"]:
                 if "podSelector" in peer and "namespaceSelector" not in peer:
                     # The only pod-to-pod rule: the same model's transformer may call its predictor.
-                    callers = [(m, c) for m, c, labels in pods if matches(peer["podSelector"], labels)]
+                    callers = sorted({(m, c) for m, c, labels in pods if matches(peer["podSelector"], labels)})
                     assert component == "predictor" and callers == [(model, "transformer")]
 
 
@@ -194,7 +200,8 @@ def test_disruption_budgets_exist_exactly_for_components_that_may_run_several_po
                 if spec["maxReplicas"] > 1 and enabled}
     covered = set()
     for budget in budgets:
-        selected = [(m, c) for m, c, labels in component_pods(objs) if matches(budget["spec"]["selector"], labels)]
+        selected = sorted({(m, c) for m, c, labels in component_pods(objs)
+                           if matches(budget["spec"]["selector"], labels)})
         assert len(selected) == 1
         covered.add(selected[0])
         assert budget["spec"]["maxUnavailable"] == 1
