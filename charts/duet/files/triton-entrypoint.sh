@@ -10,9 +10,12 @@
 # A failure exits non-zero with the reason on stderr and in the termination message (kubectl describe pod).
 set -u
 
+checker="${DUET_CHECKER:-/duet/check_digests.py}"
+termination_log="${DUET_TERMINATION_LOG:-/dev/termination-log}"
+
 fail() {
     echo "$1" >&2
-    printf '%s\n' "$1" > /dev/termination-log 2>/dev/null || true
+    printf '%s\n' "$1" > "$termination_log" 2>/dev/null || true
     exit 1
 }
 
@@ -20,13 +23,18 @@ repo="${DUET_MODEL_DIR:-/mnt/models}"
 if [ -n "${DUET_ARTIFACT_ENCRYPTED:-}" ]; then
     out="${DUET_DECRYPTED_DIR:?DUET_DECRYPTED_DIR is not set}"
     [ -f "$DUET_ARTIFACT_ENCRYPTED" ] || fail "artifact check failed: $DUET_ARTIFACT_ENCRYPTED: missing"
-    openssl enc -d -aes-256-cbc -pbkdf2 -iter 200000 -md sha256 -in "$DUET_ARTIFACT_ENCRYPTED" \
-        -pass "file:${DUET_ARTIFACT_KEY_FILE:?DUET_ARTIFACT_KEY_FILE is not set}" | tar -x -C "$out" -f - \
-        || fail "artifact check failed: $DUET_ARTIFACT_ENCRYPTED: cannot be decrypted with the key (wrong key or damaged file)"
+    key="${DUET_ARTIFACT_KEY_FILE:?DUET_ARTIFACT_KEY_FILE is not set}"
+    undecryptable="artifact check failed: $DUET_ARTIFACT_ENCRYPTED: cannot be decrypted with the key (wrong key or damaged file)"
+    # openssl's exit status, which the pipe would otherwise hide behind tar's.
+    status="$out/.openssl-status"
+    { openssl enc -d -aes-256-cbc -pbkdf2 -iter 200000 -md sha256 -in "$DUET_ARTIFACT_ENCRYPTED" -pass "file:$key"
+      echo $? > "$status"; } | tar -x -C "$out" -f - 2>/dev/null || fail "$undecryptable"
+    [ "$(cat "$status")" = 0 ] || fail "$undecryptable"
+    rm -f "$status"
     repo="$out"
 fi
 
-if ! message=$(python3 /duet/check_digests.py "$repo" 2>&1); then
+if ! message=$(python3 "$checker" "$repo" 2>&1); then
     fail "$message"
 fi
 echo "$message"
