@@ -509,6 +509,11 @@ def kserve_owned(kind: str) -> dict:
     # HPA -> KEDA: KServe's HPA and KEDA's would both set the replicas.
     ([], {"hpa": kserve_owned("HorizontalPodAutoscaler")}, "hpa"),
     (["--set", "autoscaling.mode=none"], {"hpa": kserve_owned("HorizontalPodAutoscaler")}, "hpa"),
+    # An earlier chart's own ScaledObject under KServe's name blocks the renamed one.
+    (["--set", "autoscaling.keda.scaledObject=chart"],
+     {"scaledObject": {"kind": "ScaledObject", "metadata": {"name": "duet-sentiment-predictor",
+                                                             "labels": {"app.kubernetes.io/part-of": "duet"}}}},
+     "scaledobject"),
     # What the mode itself owns is fine.
     ([], {"scaledObject": kserve_owned("ScaledObject")}, None),
     (["--set", "autoscaling.mode=hpa"], {"hpa": kserve_owned("HorizontalPodAutoscaler")}, None),

@@ -394,9 +394,16 @@ reconcilers only create and update): (dict "root" $ "name" "<isvc>-<component>" 
 {{- $mode := .root.Values.autoscaling.mode -}}
 {{- $kserveKeda := and (eq $mode "keda") (eq .root.Values.autoscaling.keda.scaledObject "kserve") -}}
 {{- $ns := .root.Release.Namespace -}}
+{{- $chartKeda := and (eq $mode "keda") (eq .root.Values.autoscaling.keda.scaledObject "chart") -}}
 {{- range $kind, $obj := dict "scaledobject" .scaledObject "hpa" .hpa -}}
 {{- $owners := list -}}
 {{- range (dig "metadata" "ownerReferences" list $obj) -}}{{- $owners = append $owners .kind -}}{{- end -}}
+{{- /* Earlier charts named their own ScaledObjects like KServe's; Helm creates the renamed one before it deletes
+the old, and KEDA admits one ScaledObject per workload. */}}
+{{- $oldChartOwned := and $obj (eq $kind "scaledobject") $chartKeda (eq (dig "metadata" "labels" "app.kubernetes.io/part-of" "" $obj) "duet") -}}
+{{- if $oldChartOwned -}}
+{{- fail (printf "scaledobject %s was rendered by an earlier version of this chart under KServe's name; KEDA admits one ScaledObject per Deployment, so the renamed %s-scaler cannot be created next to it. Delete it first: kubectl -n %s delete scaledobject %s" $obj.metadata.name $obj.metadata.name $ns $obj.metadata.name) -}}
+{{- end -}}
 {{- if has "InferenceService" $owners -}}
 {{- $expected := ternary $kserveKeda (eq $mode "hpa") (eq $kind "scaledobject") -}}
 {{- if not $expected -}}
