@@ -72,9 +72,16 @@ app.kubernetes.io/component: {{ .component }}
 duet/model: {{ .model }}
 {{- end -}}
 
-{{/* InferenceService name of a model: (dict "root" $ "model" "mammography"). */}}
+{{/*
+InferenceService name of a model: (dict "root" $ "model" "mammography" ["suffix" "canary"]). At most 45
+characters (KServe appends -transformer-... to it); a long release name is shortened, never the model name, so
+two models never share a name.
+*/}}
 {{- define "duet.isvcName" -}}
-{{- printf "%s-%s" (include "duet.fullname" .root) .model | trunc 45 | trimSuffix "-" -}}
+{{- $tail := .model -}}
+{{- if .suffix -}}{{- $tail = printf "%s-%s" .model .suffix -}}{{- end -}}
+{{- $base := include "duet.fullname" .root | trunc (int (sub 44 (len $tail))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $base $tail -}}
 {{- end -}}
 
 {{/* Image reference: repository[:tag][@digest]; a digest pins it. */}}
