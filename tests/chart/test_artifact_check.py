@@ -17,7 +17,7 @@ from chart_support import CHART, REPO, objects_of
 
 CHART_CHECKER = CHART / "files" / "check_digests.py"
 PYTHON_CHECKER = REPO / "transformers_pre" / "artifacts" / "check_digests.py"
-ENTRYPOINT = CHART / "files" / "triton-entrypoint.sh"
+ENTRYPOINT = CHART / "files" / "artifact-entrypoint.sh"
 # The openssl invocation `duet models encrypt` produces (and the entrypoint reverses).
 OPENSSL_ENC = ["enc", "-aes-256-cbc", "-pbkdf2", "-iter", "200000", "-md", "sha256", "-salt"]
 
@@ -29,7 +29,7 @@ def test_the_chart_ships_a_byte_identical_copy_of_the_checker():
 def test_the_config_map_carries_both_files_unchanged(render):
     config_map = next(c for c in objects_of(render(), "ConfigMap") if c["metadata"]["name"] == "duet-artifact-check")
     assert config_map["data"]["check_digests.py"] == CHART_CHECKER.read_text()
-    assert config_map["data"]["triton-entrypoint.sh"] == ENTRYPOINT.read_text()
+    assert config_map["data"]["artifact-entrypoint.sh"] == ENTRYPOINT.read_text()
 
 
 def write_manifest(root: Path) -> dict:
@@ -169,6 +169,20 @@ def test_the_entrypoint_decrypts_into_memory_checks_and_serves_from_there(encryp
     assert (decrypted / "sentiment" / "config.pbtxt").is_file()
 
 
+def test_the_entrypoint_points_the_transformer_at_the_decrypted_repository(encrypted, tmp_path: Path):
+    store, key = encrypted
+    decrypted = tmp_path / "decrypted"
+    decrypted.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "DUET_CHECKER": str(CHART_CHECKER), "DUET_MODEL_DIR": str(store),
+           "DUET_ARTIFACT_ENCRYPTED": str(store / "repository.tar.enc"), "DUET_ARTIFACT_KEY_FILE": str(key),
+           "DUET_DECRYPTED_DIR": str(decrypted), "DUET_TERMINATION_LOG": str(tmp_path / "log"),
+           "DUET_MODEL_REPOSITORY": "/mnt/models"}
+    command = ["sh", str(ENTRYPOINT), sys.executable, "-c", "import os; print(os.environ['DUET_MODEL_REPOSITORY'])"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(decrypted)
+
+
 def test_the_entrypoint_refuses_a_wrong_key(encrypted, tmp_path: Path):
     store, _ = encrypted
     wrong = tmp_path / "wrong"
@@ -189,7 +203,7 @@ def test_the_predictor_runs_the_entrypoint_with_the_check_mounted(render):
     for isvc in objects_of(render(), "InferenceService"):
         predictor = isvc["spec"]["predictor"]
         model = predictor["model"]
-        assert model["command"] == ["/bin/sh", "/duet/triton-entrypoint.sh"]
+        assert model["command"] == ["/bin/sh", "/duet/artifact-entrypoint.sh"]
         assert model["terminationMessagePath"] == "/dev/termination-log"
         assert {"name": "duet-artifact-check", "mountPath": "/duet", "readOnly": True} in model["volumeMounts"]
         assert {"name": "duet-artifact-check",
@@ -203,10 +217,18 @@ def test_encryption_decrypts_into_memory_with_the_key_from_a_secret(render):
         volumes = {v["name"]: v for v in predictor["volumes"]}
         assert volumes["duet-repository"]["emptyDir"]["medium"] == "Memory"
         assert volumes["duet-artifact-key"]["secret"]["secretName"] == "model-key"
-        env = {e["name"]: e["value"] for e in predictor["model"]["env"]}
-        assert env["DUET_ARTIFACT_ENCRYPTED"] == "/mnt/models/repository.tar.enc"
-        assert env["DUET_ARTIFACT_KEY_FILE"] == "/duet-key/passphrase"
-        assert env["DUET_DECRYPTED_DIR"] == "/duet-repository"
+        transformer = isvc["spec"]["transformer"]
+        container = transformer["containers"][0]
+        # The transformer's side files are in the archive too: it decrypts the same way, then runs its image.
+        assert container["command"] == ["/bin/sh", "/duet/artifact-entrypoint.sh", "python", "-m",
+                                        "transformers_pre"]
+        assert {v["name"] for v in transformer["volumes"]} >= {"duet-artifact-check", "duet-artifact-key",
+                                                               "duet-repository"}
+        for env_list in (predictor["model"]["env"], container["env"]):
+            env = {e["name"]: e.get("value") for e in env_list}
+            assert env["DUET_ARTIFACT_ENCRYPTED"] == "/mnt/models/repository.tar.enc"
+            assert env["DUET_ARTIFACT_KEY_FILE"] == "/duet-key/passphrase"
+            assert env["DUET_DECRYPTED_DIR"] == "/duet-repository"
 
 
 def test_signature_verification_mounts_the_public_key_into_the_transformer(render):

@@ -231,6 +231,9 @@ Consistency checks that the schema cannot express (they depend on two values at 
 {{- if and $signature.configMapName $signature.secretName -}}
 {{- fail "transformer.artifactSignature: set configMapName or secretName, not both" -}}
 {{- end -}}
+{{- if and .Values.triton.artifact.encryption.secretName .Values.transformer.dev.hotReload -}}
+{{- fail "triton.artifact.encryption.secretName and transformer.dev.hotReload both set the transformer's command; use an unencrypted repository for development" -}}
+{{- end -}}
 {{- if and .Values.triton.artifact.encryption.secretName (not .Values.triton.artifact.verifyDigests) -}}
 {{- fail "triton.artifact.encryption.secretName needs triton.artifact.verifyDigests=true: the decrypted repository is checked against its artifact.json before Triton serves it" -}}
 {{- end -}}

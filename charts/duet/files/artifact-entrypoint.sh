@@ -1,7 +1,9 @@
 #!/bin/sh
-# Triton's entrypoint in the predictor pod: check the model repository against its artifact.json, then exec the
-# runtime's command line ("$@": tritonserver ...). KServe appends its storage initializer after any init
-# container of ours, so the check runs here, after the download and before Triton reads a file.
+# Entrypoint of the containers that read the model repository: check it against its artifact.json, then exec
+# the container's command line ("$@": tritonserver ... in the predictor; python -m transformers_pre in the
+# transformer of an encrypted repository, which reads its side files from DUET_MODEL_REPOSITORY). KServe
+# appends its storage initializer after any init container of ours, so the check runs here, after the download
+# and before anything reads a file.
 #
 # DUET_MODEL_DIR          where KServe put the repository (/mnt/models)
 # DUET_ARTIFACT_ENCRYPTED the encrypted repository (repository.tar.enc), optional: decrypted with openssl into
@@ -39,7 +41,9 @@ if ! message=$(python3 "$checker" "$repo" 2>&1); then
 fi
 echo "$message"
 
-# Serve what was checked: point Triton's repository flag at it (the decrypted copy when encrypted).
+# Serve what was checked: point Triton's repository flag and the transformer's DUET_MODEL_REPOSITORY at it (the
+# decrypted copy when encrypted).
+export DUET_MODEL_REPOSITORY="$repo"
 count=$#
 while [ "$count" -gt 0 ]; do
     arg=$1
