@@ -93,3 +93,13 @@ def test_a_long_release_name_keeps_the_canary_name_distinct_and_short(render):
     assert canaries[0].endswith("-sentiment-canary")
     # KServe derives <name>-transformer-... objects from it; Kubernetes names stop at 63 characters.
     assert len(canaries[0]) + len("-transformer") <= 63
+
+
+def test_notes_name_the_canary_and_the_command_to_compare_versions(helm):
+    out = helm_tools.run_helm(["install", "duet", str(CHART), "-n", "duet", "--dry-run=client",
+                               "-f", str(CHART / "ci" / "canary-standard-values.yaml")])
+    notes = out.split("NOTES:", 1)[1]
+    assert "Canary: sentiment sends 20% of its requests to " + CANDIDATE_URI in notes
+    assert "duet-sentiment-canary" in notes
+    assert "duet cluster traffic --namespace duet --release duet" in notes
+    assert "Canary:" not in helm_tools.run_helm(["install", "duet", str(CHART), "-n", "duet", "--dry-run=client"])
