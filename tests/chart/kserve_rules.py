@@ -1,8 +1,11 @@
-"""What KServe and Knative do with the objects the chart renders, written down as data.
+"""What KServe, Knative, KEDA, the Prometheus Operator and Kubernetes do with the objects the chart renders,
+written down as data.
 
 No Kubernetes cluster runs here, so `test_kserve_rules.py` checks every rendered variant against these rules
-instead. Each rule cites where it comes from: repository, file and the release it was read at. They describe
-behaviour the CRD schemas cannot show (a schema accepts any string as a deployment mode; KServe does not).
+instead. Each rule cites where it comes from: repository, file and the release it was read at (KServe v0.15.2 and
+v0.16.0, Knative Serving v1.15.0 and v1.17.0, KEDA v2.16.0 and v2.17.0). They describe behaviour the CRD schemas
+cannot show (a schema accepts any string as a deployment mode; KServe does not), including what the controllers
+and webhooks add to the pods (storage initializer, modelcar, queue-proxy, renamed ports) and leave behind.
 """
 
 from __future__ import annotations
