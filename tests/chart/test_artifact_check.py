@@ -76,7 +76,9 @@ def test_a_tampered_file_is_refused(repository: Path):
     weights.write_bytes(bytes(data))
     result = check(repository)
     assert result.returncode == 1
-    assert result.stderr.strip() == "artifact check failed: sentiment/1/weights.bin: sha256 differs from the manifest (altered)"
+    # The contract fixes the prefix and the file; the reason's wording is the checker's.
+    assert result.stderr.startswith("artifact check failed: sentiment/1/weights.bin: ")
+    assert "sha256" in result.stderr
 
 
 def test_a_truncated_file_is_refused(repository: Path):
@@ -84,17 +86,18 @@ def test_a_truncated_file_is_refused(repository: Path):
     weights.write_bytes(weights.read_bytes()[:1000])
     result = check(repository)
     assert result.returncode == 1
-    assert result.stderr.startswith("artifact check failed: sentiment/1/weights.bin: size 1000 bytes")
+    assert result.stderr.startswith("artifact check failed: sentiment/1/weights.bin: ")
+    assert "size" in result.stderr
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    (lambda root: (root / "sentiment" / "labels.txt").unlink(), "sentiment/labels.txt: missing"),
-    (lambda root: (root / "sentiment" / "extra.onnx").write_bytes(b"x"), "sentiment/extra.onnx: not listed"),
+@pytest.mark.parametrize(("change", "relpath"), [
+    (lambda root: (root / "sentiment" / "labels.txt").unlink(), "sentiment/labels.txt"),
+    (lambda root: (root / "sentiment" / "extra.onnx").write_bytes(b"x"), "sentiment/extra.onnx"),
 ])
-def test_missing_and_unlisted_files_are_refused(repository: Path, change, reason):
+def test_missing_and_unlisted_files_are_refused(repository: Path, change, relpath):
     change(repository)
     result = check(repository)
-    assert result.returncode == 1 and reason in result.stderr
+    assert result.returncode == 1 and result.stderr.startswith(f"artifact check failed: {relpath}: ")
 
 
 @pytest.mark.parametrize("manifest", [None, "{not json", '{"schema": "other/v1", "files": {}}',
@@ -107,7 +110,7 @@ def test_a_missing_or_invalid_manifest_exits_2(repository: Path, manifest):
         (repository / "artifact.json").write_text(manifest)
     result = check(repository)
     assert result.returncode == 2
-    assert result.stderr.startswith("artifact check failed: artifact.json")
+    assert result.stderr.startswith("artifact check failed: ") and "artifact.json" in result.stderr
 
 
 # ---- The entrypoint: check, then exec Triton's command line pointed at what was checked ----------------------
