@@ -330,3 +330,144 @@ def smoke(
     console.print(table)
     if not all(result.ok for result in results):
         raise typer.Exit(1)
+
+
+# ---- traffic ------------------------------------------------------------------------------------------------------
+# A model version rolling out (docs/operations.md, "Rolling out a model version"): the split KServe applies and,
+# side by side, what each version serves. The chart's PodMonitors label every series with duet_release and with the
+# pod's Knative revision or KServe InferenceService (a Standard-mode canary is an InferenceService of its own).
+
+CANARY_OF_ANNOTATION = "duet/canary-of"
+CANARY_PERCENT_ANNOTATION = "duet/traffic-percent"
+VERSION_LABELS = ("revision", "inferenceservice")
+
+
+@dataclass
+class VersionStats:
+    """What one version of a model served over the window, from the transformer's public-API series."""
+
+    model: str
+    version: str
+    requests_per_second: float
+    error_ratio: float | None
+    p99_seconds: float | None
+
+
+def version_queries(namespace: str, release: str, window: str) -> dict[str, str]:
+    """PromQL for request rate, 5xx rate and p99 latency per model and version, scoped to one release."""
+    scope = f'namespace="{namespace}",duet_release="{release}"'
+    by = "model, " + ", ".join(VERSION_LABELS)
+    return {
+        "rate": f"sum by ({by}) (rate(duet_requests_total{{{scope}}}[{window}]))",
+        "errors": f'sum by ({by}) (rate(duet_requests_total{{{scope},code_class="5xx"}}[{window}]))',
+        "p99": f"histogram_quantile(0.99, sum by ({by}, le) "
+               f"(rate(duet_request_duration_seconds_bucket{{{scope}}}[{window}])))",
+    }
+
+
+def prometheus_query(client: httpx.Client, base: str, query: str, at: float | None = None) -> list[dict]:
+    """Instant-query result vector from Prometheus' HTTP API; ClusterError on any failure."""
+    params = {"query": query} | ({"time": f"{at:.3f}"} if at is not None else {})
+    try:
+        response = client.get(f"{base.rstrip('/')}/api/v1/query", params=params)
+    except httpx.HTTPError as exc:
+        raise ClusterError(f"cannot reach Prometheus at {base}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200 or body.get("status") != "success":
+        raise ClusterError(f"Prometheus refused the query ({response.status_code}): {body.get('error', response.text)}")
+    return body["data"]["result"]
+
+
+def _version_of(metric: dict) -> str:
+    return next((metric[label] for label in VERSION_LABELS if metric.get(label)), "-")
+
+
+def version_stats(client: httpx.Client, base: str, namespace: str, release: str, window: str = "5m",
+                  at: float | None = None) -> list[VersionStats]:
+    """Request rate, 5xx ratio and p99 latency of every (model, version), sorted."""
+    samples: dict[str, dict[tuple[str, str], float]] = {}
+    for name, query in version_queries(namespace, release, window).items():
+        samples[name] = {(item["metric"].get("model", "-"), _version_of(item["metric"])): float(item["value"][1])
+                         for item in prometheus_query(client, base, query, at)}
+    stats = []
+    for key in sorted(samples["rate"]):
+        rate = samples["rate"][key]
+        errors = samples["errors"].get(key, 0.0)
+        p99 = samples["p99"].get(key)
+        stats.append(VersionStats(model=key[0], version=key[1], requests_per_second=rate,
+                                  error_ratio=errors / rate if rate > 0 else None,
+                                  p99_seconds=p99 if p99 is not None and math.isfinite(p99) else None))
+    return stats
+
+
+def traffic_split(services: list[dict]) -> dict[str, int]:
+    """Percent of requests per version: Knative revisions from KServe's status of the transformer (where requests
+    enter), and a Standard-mode canary InferenceService's share from the chart's annotations."""
+    split: dict[str, int] = {}
+    for isvc in services:
+        components = isvc.get("status", {}).get("components", {})
+        for target in (components.get("transformer") or {}).get("traffic", []):
+            if target.get("revisionName"):
+                split[target["revisionName"]] = split.get(target["revisionName"], 0) + int(target.get("percent", 0))
+        annotations = isvc["metadata"].get("annotations", {})
+        if CANARY_OF_ANNOTATION in annotations:
+            percent = int(annotations.get(CANARY_PERCENT_ANNOTATION, "0"))
+            split[isvc["metadata"]["name"]] = percent
+            split[annotations[CANARY_OF_ANNOTATION]] = 100 - percent
+    return split
+
+
+def traffic_table(stats: list[VersionStats], split: dict[str, int]) -> Table:
+    table = Table("model", "version", "traffic %", "requests/s", "5xx ratio", "p99 s",
+                  title="duet traffic by version (transformer, public API)")
+    for item in stats:
+        share = split.get(item.version)
+        table.add_row(item.model, item.version, "?" if share is None else str(share),
+                      f"{item.requests_per_second:.2f}",
+                      "-" if item.error_ratio is None else f"{item.error_ratio:.4f}",
+                      "-" if item.p99_seconds is None else f"{item.p99_seconds:.3f}")
+    return table
+
+
+@cluster_app.command()
+def traffic(
+    prometheus: Annotated[str, typer.Option(help="Prometheus base URL (e.g. a port-forward of prometheus-operated).")],
+    namespace: Namespace = "duet",
+    release: Annotated[str, typer.Option(help="Helm release name (the duet_release label).")] = "duet",
+    window: Annotated[str, typer.Option(help="Rate window, PromQL duration.")] = "5m",
+    at: Annotated[float | None, typer.Option(help="Evaluate at this Unix time (default: now).")] = None,
+    fail_above: Annotated[float | None, typer.Option(
+        help="Exit 1 when any version's 5xx ratio is above this (a gate for promoting a canary).")] = None,
+    selector: Selector = DEFAULT_SELECTOR,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Show each model version's share of traffic, request rate, 5xx ratio and p99 latency side by side.
+
+    The split comes from the cluster (KServe's status, the chart's canary annotations); without API access the
+    Prometheus figures are shown alone. Exits 2 when Prometheus cannot answer.
+    """
+    console = Console()
+    split: dict[str, int] = {}
+    try:
+        split = traffic_split(inference_services(api_client(kubeconfig, context), namespace, selector))
+    except ClusterError as exc:
+        console.print(f"[yellow]traffic split unavailable ({exc}); showing Prometheus figures only[/]")
+    try:
+        with httpx.Client(timeout=30.0) as client:
+            stats = version_stats(client, prometheus, namespace, release, window, at)
+    except ClusterError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if not stats:
+        console.print(f"[yellow]no duet requests for release {release!r} in namespace {namespace!r} "
+                      f"over the last {window}[/]")
+    console.print(traffic_table(stats, split))
+    failing = [s for s in stats if fail_above is not None and s.error_ratio is not None and s.error_ratio > fail_above]
+    for item in failing:
+        console.print(f"[red]{item.model} {item.version}: 5xx ratio {item.error_ratio:.4f} above {fail_above}[/]")
+    if failing:
+        raise typer.Exit(1)

@@ -174,6 +174,10 @@ def _sdk_class(name: str):
     import kserve
     import kubernetes.client
 
+    # KServe's SDK names some embedded Kubernetes types by their Go package (K8sIoApiAppsV1DeploymentStrategy);
+    # the Kubernetes client models them as V1DeploymentStrategy.
+    name = re.sub(r"^K8sIoApi[A-Z][a-z]+(V\d\w*?)(?=[A-Z])", r"\1", name)
+
     for module in (kserve, kubernetes.client):
         cls = getattr(module, name, None)
         if cls is not None and hasattr(cls, "openapi_types"):

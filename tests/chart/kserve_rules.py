@@ -1,8 +1,11 @@
-"""What KServe and Knative do with the objects the chart renders, written down as data.
+"""What KServe, Knative, KEDA, the Prometheus Operator and Kubernetes do with the objects the chart renders,
+written down as data.
 
 No Kubernetes cluster runs here, so `test_kserve_rules.py` checks every rendered variant against these rules
-instead. Each rule cites where it comes from: repository, file and the release it was read at. They describe
-behaviour the CRD schemas cannot show (a schema accepts any string as a deployment mode; KServe does not).
+instead. Each rule cites where it comes from: repository, file and the release it was read at (KServe v0.15.2 and
+v0.16.0, Knative Serving v1.15.0 and v1.17.0, KEDA v2.16.0 and v2.17.0). They describe behaviour the CRD schemas
+cannot show (a schema accepts any string as a deployment mode; KServe does not), including what the controllers
+and webhooks add to the pods (storage initializer, modelcar, queue-proxy, renamed ports) and leave behind.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ KNATIVE_POD_FIELD_FLAGS = {
     "priorityClassName": "kubernetes.podspec-priorityclassname",
     "schedulerName": "kubernetes.podspec-schedulername",
     "initContainers": "kubernetes.podspec-init-containers",
+    "topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
+    "shareProcessNamespace": "kubernetes.podspec-shareprocessnamespace",
 }
 # The chart's kserve.knativeFeatures keys, by config-features flag.
 CHART_FEATURE_KEYS = {
@@ -131,15 +136,21 @@ CHART_FEATURE_KEYS = {
     "kubernetes.podspec-tolerations": "tolerations",
     "kubernetes.podspec-affinity": "affinity",
     "kubernetes.podspec-securitycontext": "podSecurityContext",
+    "kubernetes.podspec-runtimeclassname": "runtimeClassName",
+    "kubernetes.podspec-priorityclassname": "priorityClassName",
+    "kubernetes.podspec-topologyspreadconstraints": "topologySpreadConstraints",
 }
 # knative/serving config/core/configmaps/features.yaml: emptyDir volumes are an extension enabled by default
 # (kubernetes.podspec-emptydir); the other volume sources Knative admits (VolumeSourceMask) are secret,
 # configMap and projected.
 KNATIVE_VOLUME_SOURCES = {"emptyDir", "secret", "configMap", "projected"}
-# fieldmask.go ContainerMask: the container fields Knative admits (startupProbe, lifecycle... are not).
+# fieldmask.go ContainerMask: the container fields Knative admits (lifecycle, stdin, volumeDevices... are not).
+# startupProbe joined them in knative/serving v1.15.0 (knative/serving#15309; ContainerMask there and in v1.17.0
+# copies StartupProbe), so the chart's Knative mode needs Knative 1.15 or later (docs/operations.md).
 KNATIVE_CONTAINER_FIELDS = {"name", "args", "command", "env", "workingDir", "envFrom", "image", "imagePullPolicy",
                             "livenessProbe", "ports", "readinessProbe", "resources", "securityContext",
-                            "terminationMessagePath", "terminationMessagePolicy", "volumeMounts"}
+                            "startupProbe", "terminationMessagePath", "terminationMessagePolicy", "volumeMounts"}
+KNATIVE_MIN_VERSION_FOR_STARTUP_PROBE = "1.15"
 # fieldmask.go SecurityContextMask: capabilities, readOnlyRootFilesystem, runAsUser, runAsGroup, runAsNonRoot;
 # allowPrivilegeEscalation and seccompProfile joined them for the restricted Pod Security level (the fields
 # Knative's own secure-pod-defaults sets: knative.dev docs, serving/configuration/secure-pod-defaults).
@@ -148,6 +159,103 @@ KNATIVE_CONTAINER_SECURITY_FIELDS = {"capabilities", "readOnlyRootFilesystem", "
 # knative/serving pkg/apis/serving/k8s_validation.go, validateContainerPorts: at most one port per container;
 # validateProbe: a probe's port, when given, must be that container port.
 KNATIVE_MAX_PORTS = 1
+# knative/serving pkg/reconciler/revision/resources/deploy.go (v1.17.0), makeServingContainer: the serving
+# container's one port is renamed v1.UserPortName = "user-port" (pkg/apis/serving/v1/revision_helpers.go) in the
+# Deployment Knative creates. The Prometheus Operator keeps a PodMonitor target only when the pod has a container
+# port of the endpoint's `port` name (prometheus-operator pkg/prometheus/promcfg.go, generatePodMonitorConfig:
+# keep on __meta_kubernetes_pod_container_port_name), so a monitor naming the declared port scrapes nothing.
+KNATIVE_USER_PORT_NAME = "user-port"
+# knative/serving pkg/reconciler/revision/resources/queue.go (v1.17.0), queueSecurityContext: the queue-proxy
+# sidecar carries the whole restricted set itself (no privilege escalation, drop ALL, non-root, RuntimeDefault).
+KNATIVE_QUEUE_PROXY_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                                        "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def knative_port_names(ports: list[dict]) -> list[dict]:
+    """The serving container's ports as Knative's Deployment declares them."""
+    return [{**port, "name": KNATIVE_USER_PORT_NAME} for port in ports[:KNATIVE_MAX_PORTS]]
+
+# ---- KServe: the storage initializer ---------------------------------------------------------------------------
+# kserve/kserve pkg/webhook/admission/pod/storage_initializer_injector.go (v0.15.2, v0.16.0) builds the
+# storage-initializer init container from the ClusterStorageContainer "default" (config/storagecontainers/
+# default.yaml: no securityContext at all), and KServe's Helm chart (charts/kserve-resources/values.yaml,
+# kserve.storage.containerSecurityContext) fills it with the set below: no seccompProfile. Under the restricted
+# level it therefore needs the pod-level RuntimeDefault profile, which Knative admits only behind
+# kubernetes.podspec-securitycontext (KNATIVE_POD_FIELD_FLAGS).
+KSERVE_STORAGE_INITIALIZER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "privileged": False,
+                                               "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+# The same injector appends the storage initializer after the pod's own init containers, so an init container of
+# the chart runs before the download: the artifact check wraps Triton's command instead.
+KSERVE_STORAGE_INITIALIZER_RUNS_LAST = True
+
+
+def apply_storage_initializer(pod: dict) -> dict:
+    """The pod as KServe's webhook rewrites it for an s3://, gs://, https:// storageUri."""
+    pod = copy.deepcopy(pod)
+    init = {"name": "storage-initializer", "image": "kserve/storage-initializer",
+            "securityContext": copy.deepcopy(KSERVE_STORAGE_INITIALIZER_SECURITY_CONTEXT)}
+    pod["spec"]["initContainers"] = [*pod["spec"].get("initContainers", []), init]
+    return pod
+
+
+def apply_knative(pod: dict) -> dict:
+    """The pod of the Deployment Knative makes of a Knative Service: its one port renamed, queue-proxy added."""
+    pod = copy.deepcopy(pod)
+    serving = pod["spec"]["containers"][0]
+    serving["ports"] = knative_port_names(serving.get("ports") or [{"containerPort": DEFAULT_CONTAINER_PORT}])
+    pod["spec"]["containers"].append({"name": "queue-proxy", "image": "queue",
+                                      "securityContext": copy.deepcopy(KNATIVE_QUEUE_PROXY_SECURITY_CONTEXT)})
+    return pod
+
+
+# ---- KServe: labels, rollouts, canaries, predictor host --------------------------------------------------------
+# kserve/kserve pkg/controller/v1beta1/inferenceservice/components/predictor.go and transformer.go (v0.15.2,
+# v0.16.0): the component's ObjectMeta labels are utils.Union(isvc.Labels, component labels), and the raw
+# Deployment's pod template takes that ObjectMeta (reconcilers/deployment/deployment_reconciler.go); Knative's
+# revision template likewise. Any InferenceService label that changes with a release restarts every pod.
+KSERVE_COPIES_ISVC_LABELS_TO_PODS = True
+VERSIONED_LABELS = {"helm.sh/chart", "app.kubernetes.io/version"}
+# deployment_reconciler.go setDefaultDeploymentSpec (v0.15.2, v0.16.0): without componentExt.DeploymentStrategy a
+# Deployment rolls with RollingUpdate maxUnavailable 25% / maxSurge 25%. Kubernetes rounds the surge up (one pod
+# even at one replica) and the unavailability down (zero): each rollout needs room for one more GPU pod.
+KSERVE_DEFAULT_ROLLOUT = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+# The strategy a GPU predictor needs on a node without a spare GPU.
+GPU_ROLLOUT = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+# reconcilers/knative/ksvc_reconciler.go (v0.15.2, v0.16.0) is the only reader of canaryTrafficPercent: it splits
+# the Knative Service's traffic between the latest revision (that percent) and the last rolled-out one. The raw
+# (Standard) reconcilers ignore it, so a canary there is a second InferenceService.
+CANARY_MODES = {"Knative"}
+# pkg/apis/serving/v1beta1/transformer_custom.go GetContainer (v0.15.2, v0.16.0): KServe passes
+# --predictor_host <predictor service>.<namespace>, no cluster domain (which is not always cluster.local).
+PREDICTOR_HOST_SUFFIX_FORBIDDEN = ".svc.cluster.local"
+# ServingRuntime spec.supportedModelFormats[].autoSelect (pkg/apis/serving/v1alpha1/servingruntime_types.go):
+# KServe picks an autoSelect runtime for any InferenceService of that format that names no runtime, so a
+# namespaced Triton runtime with autoSelect captures other teams' Triton InferenceServices in the namespace.
+AUTOSELECT_CAPTURES_OTHERS = True
+
+# ---- KServe and KEDA: ScaledObjects ------------------------------------------------------------------------------
+# kserve/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/keda/keda_reconciler.go: getKedaMetrics (v0.15.2;
+# v0.16.0 the same for External metrics) sets no MetricType on a prometheus trigger and takes target.value as the
+# threshold; KEDA's default metricType is KEDA_DEFAULT_METRIC_TYPE (below), whose
+# desired count is ceil(metric / threshold) whatever the current count. Only a sum over replicas fits it.
+KSERVE_KEDA_METRIC_TYPE = "AverageValue"
+# createKedaScaledObject names the ScaledObject componentMeta.Name, i.e. <isvc>-<component>, the name of the
+# Deployment; neither the HPA reconciler (reconcilers/hpa/hpa_reconciler.go) nor the KEDA one deletes its object
+# when the autoscaler class changes (they only create and update), so a leftover one keeps scaling.
+KSERVE_AUTOSCALER_NAME = "{isvc}-{component}"
+KSERVE_DELETES_AUTOSCALER_ON_CLASS_CHANGE = False
+# kedacore/keda apis/keda/v1alpha1/scaledobject_types.go: Fallback.Behavior and its values (FallbackBehaviorStatic,
+# ...CurrentReplicas, ...CurrentReplicasIfHigher) are in v2.17.0 and absent from v2.16.0, whose CRD rejects the
+# field under strict validation. KEDA's default metric type: pkg/scalers/scaler.go GetMetricTargetType (v2.17.0)
+# returns AverageValue when a trigger names none.
+KEDA_FIELD_MIN_VERSION = {"fallback.behavior": "2.17"}
+KEDA_DEFAULT_METRIC_TYPE = "AverageValue"
+
+# ---- Kubernetes: PodDisruptionBudget ----------------------------------------------------------------------------
+# kubernetes.io/docs/tasks/run-application/configure-pdb: with maxUnavailable 1 a budget allows one eviction even
+# when one pod runs; only minAvailable (or maxUnavailable 0) blocks a drain.
+PDB_MAX_UNAVAILABLE_NEVER_BLOCKS = 1
 
 # ---- Kubernetes Pod Security Standards, level "restricted" (kubernetes.io/docs/concepts/security/
 # pod-security-standards, v1.29+): what every container must carry, besides a pod- or container-level
@@ -262,7 +370,7 @@ def knative_rejections(pod: dict, enabled_flags: set[str]) -> list[str]:
         ports = [p["containerPort"] for p in container.get("ports", [])] or [DEFAULT_CONTAINER_PORT]
         if len(ports) > KNATIVE_MAX_PORTS:
             problems.append(f"{name}: {len(ports)} ports")
-        for probe in ("readinessProbe", "livenessProbe"):
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             handler = container.get(probe) or {}
             port = (handler.get("httpGet") or handler.get("tcpSocket") or {}).get("port")
             if port not in (None, ports[0]):

@@ -36,8 +36,20 @@ FILES = {
     "NetworkPolicy": "networkpolicies.yaml",
     "PodMonitor": "podmonitors.yaml",
     "PrometheusRule": "prometheusrule.yaml",
+    "PodDisruptionBudget": "poddisruptionbudgets.yaml",
     "ConfigMap": "grafana-dashboard.yaml",
 }
+# ConfigMaps other than the dashboard get a file of their own, by name suffix.
+CONFIG_MAP_FILES = {"-artifact-check": "artifact-check.yaml"}
+
+
+def file_of(obj: dict) -> str:
+    """manifests/base file of one rendered object."""
+    if obj["kind"] == "ConfigMap":
+        for suffix, name in CONFIG_MAP_FILES.items():
+            if obj["metadata"]["name"].endswith(suffix):
+                return name
+    return FILES[obj["kind"]]
 
 
 def plain(obj: dict) -> dict:
@@ -65,8 +77,8 @@ def expected_files() -> dict[str, str]:
                  "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "duet"}}}
     files["base/namespace.yaml"] = dump([namespace])
     resources = ["namespace.yaml"]
-    for kind, name in FILES.items():
-        objs = [o for o in default if o["kind"] == kind]
+    for name in [*FILES.values(), *CONFIG_MAP_FILES.values()]:
+        objs = [o for o in default if file_of(o) == name]
         if objs:
             files[f"base/{name}"] = dump(objs)
             resources.append(name)

@@ -5,8 +5,13 @@ NetworkPolicy / PodDisruptionBudget / PodMonitor selectors that match the pods t
 from __future__ import annotations
 
 import pytest
-from chart_support import VARIANTS, objects_of, pod_specs
-from kserve_rules import KSERVE_TRITON_RUNTIME_CONTAINER, TRITON_DEFAULT_METRICS_PORT
+from chart_support import VARIANTS, objects_of, pod_specs, variant_files
+from kserve_rules import (
+    KSERVE_TRITON_RUNTIME_CONTAINER,
+    TRITON_DEFAULT_METRICS_PORT,
+    knative_port_names,
+    merged_values,
+)
 
 GPU = "nvidia.com/gpu"
 
@@ -28,12 +33,18 @@ def component_pods(objs: list[dict]) -> list[tuple[str, str, dict]]:
 
 
 def container_ports(objs: list[dict], component: str, model: str) -> dict[str, int]:
-    """Declared container ports (name -> number) of a component's main container."""
+    """Container ports (name -> number) of a component's main container as the pod runs it: in Knative mode
+    under the name Knative gives the one port (kserve_rules.knative_port_names)."""
     if component == "transformer":
         isvc = next(o for o in objects_of(objs, "InferenceService") if o["metadata"]["labels"]["duet/model"] == model)
-        return {p["name"]: p["containerPort"] for p in isvc["spec"]["transformer"]["containers"][0]["ports"]}
-    runtime = objects_of(objs, "ServingRuntime")
-    return {p["name"]: p["containerPort"] for p in runtime[0]["spec"]["containers"][0]["ports"]} if runtime else {}
+        ports = isvc["spec"]["transformer"]["containers"][0]["ports"]
+    else:
+        runtime = objects_of(objs, "ServingRuntime")
+        ports = runtime[0]["spec"]["containers"][0]["ports"] if runtime else []
+    isvcs = objects_of(objs, "InferenceService")
+    if isvcs and isvcs[0]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in ("Knative", "Serverless"):
+        ports = knative_port_names(ports)
+    return {p["name"]: p["containerPort"] for p in ports}
 
 
 def listening_ports(objs: list[dict], component: str, model: str) -> set[int]:
@@ -92,7 +103,7 @@ def test_main_containers_have_liveness_and_readiness_probes_on_v2_health(renders
             assert http["path"] == ("/v2/health/ready" if component == "predictor" else "/v2/health/live")
             assert main["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
         else:  # Knative predictor on the chart's runtime: only the one declared (gRPC) port may be probed
-            assert variant == "knative" and component == "predictor"
+            assert values_of(variant)["kserve"]["deploymentMode"] == "Knative" and component == "predictor"
             assert main["readinessProbe"]["tcpSocket"]["port"] == 9000
 
 
@@ -140,7 +151,8 @@ def test_network_policies_select_the_pods_they_protect(renders, variant):
     for policy in policies:
         spec = policy["spec"]
         assert spec["policyTypes"] == ["Ingress"]
-        selected = [(m, c) for m, c, labels in pods if matches(spec["podSelector"], labels)]
+        # One model's component: its canary's pods (Standard mode) are the same component and share the policy.
+        selected = sorted({(m, c) for m, c, labels in pods if matches(spec["podSelector"], labels)})
         assert len(selected) == 1, f"{policy['metadata']['name']} selects {selected}"
         model, component = selected[0]
         ports = listening_ports(objs, component, model)
@@ -150,7 +162,7 @@ def test_network_policies_select_the_pods_they_protect(renders, variant):
             for peer in rule["from"]:
                 if "podSelector" in peer and "namespaceSelector" not in peer:
                     # The only pod-to-pod rule: the same model's transformer may call its predictor.
-                    callers = [(m, c) for m, c, labels in pods if matches(peer["podSelector"], labels)]
+                    callers = sorted({(m, c) for m, c, labels in pods if matches(peer["podSelector"], labels)})
                     assert component == "predictor" and callers == [(model, "transformer")]
 
 
@@ -178,15 +190,23 @@ def test_only_the_ingress_and_prometheus_reach_the_transformer(renders):
         assert selected_namespaces == ["istio-system", "monitoring"]
 
 
+def values_of(variant: str) -> dict:
+    return merged_values(variant_files(variant))
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_disruption_budgets_exist_exactly_for_components_above_one_replica(renders, variant):
+def test_disruption_budgets_exist_exactly_for_components_that_may_run_several_pods(renders, variant):
+    """maxReplicas, not minReplicas: KEDA and the HPA scale a component with minReplicas 1 out, and those pods
+    need the budget too; maxUnavailable 1 never blocks draining a single pod."""
     objs = renders[variant]
     budgets = objects_of(objs, "PodDisruptionBudget")
+    enabled = values_of(variant)["podDisruptionBudget"]["enabled"]
     expected = {(spec["labels"]["duet/model"], component) for _, component, spec, _ in pod_specs(objs)
-                if spec["minReplicas"] > 1}
+                if spec["maxReplicas"] > 1 and enabled}
     covered = set()
     for budget in without_gateway(budgets):
-        selected = [(m, c) for m, c, labels in component_pods(objs) if matches(budget["spec"]["selector"], labels)]
+        selected = sorted({(m, c) for m, c, labels in component_pods(objs)
+                           if matches(budget["spec"]["selector"], labels)})
         assert len(selected) == 1
         covered.add(selected[0])
         assert budget["spec"]["maxUnavailable"] == 1

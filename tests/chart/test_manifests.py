@@ -87,6 +87,6 @@ def test_kube_prometheus_stack_excerpt_selects_the_chart_labels(render):
     rule = next(o for o in objs if o["kind"] == "PrometheusRule")
     for selector, obj in ((spec["podMonitorSelector"], monitor), (spec["ruleSelector"], rule)):
         assert selector["matchLabels"].items() <= obj["metadata"]["labels"].items()
-    dashboard = next(o for o in objs if o["kind"] == "ConfigMap")
+    dashboard = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard"))
     sidecar = values["grafana"]["sidecar"]["dashboards"]
     assert dashboard["metadata"]["labels"][sidecar["label"]] == sidecar["labelValue"]
