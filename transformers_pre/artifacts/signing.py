@@ -35,12 +35,13 @@ def sign(directory: Path, private_key: Path, password: str | None = None) -> Pat
 
 
 def _readable(mismatch: str) -> str:
-    # model-signing prints digests as Python bytes reprs: keep the file names only.
+    # model-signing reports a repr of its list of differences, digests as bytes: keep the file names only
+    # (quotes inside may come escaped, hence the optional backslashes).
     described = [f"{name}: content differs from the signed content"
-                 for name in re.findall(r"Hash mismatch for '([^']+)'", mismatch)]
-    described += [f"{kind.lower()} compared with the signed content: {names}"
-                  for kind, names in re.findall(r"(Extra|Missing) files in model '[^']*': ([^\"'\]]+)", mismatch)]
-    return "; ".join(described) or mismatch
+                 for name in re.findall(r"Hash mismatch for \\*'([^'\\]+)", mismatch)]
+    described += [f"{kind.lower()} files compared with the signed content: {names}" for kind, names in
+                  re.findall(r"(Extra|Missing) files in model \\*'[^']*\\*': ([^\"'\]\\]+)", mismatch)]
+    return "; ".join(sorted(described)) or mismatch
 
 
 def verify_signature(directory: Path, public_key: Path) -> None:
