@@ -40,7 +40,7 @@ def _readable(mismatch: str) -> str:
     described = [f"{name}: content differs from the signed content"
                  for name in re.findall(r"Hash mismatch for \\*'([^'\\]+)", mismatch)]
     described += [f"{kind.lower()} files compared with the signed content: {names}" for kind, names in
-                  re.findall(r"(Extra|Missing) files in model \\*'[^']*\\*': ([^\"'\]\\]+)", mismatch)]
+                  re.findall(r"(Extra|Missing) files (?:found )?in model \\*'[^']*\\*': ([^\"'\]\\]+)", mismatch)]
     return "; ".join(sorted(described)) or mismatch
 
 

@@ -103,6 +103,6 @@ def test_openssl_refuses_the_artifact_with_the_wrong_key(listed: Path, tmp_path:
     wrong = tmp_path / "wrong.key"
     wrong.write_text("wrong\n")
     result = subprocess.run([OPENSSL, *encryption.OPENSSL_ARGS, "-d", "-in", str(target), "-pass",
-                             f"file:{wrong}"], capture_output=True, timeout=120)
+                             f"file:{wrong}"], check=False, capture_output=True, timeout=120)
     assert result.returncode != 0
     assert b"bad decrypt" in result.stderr
