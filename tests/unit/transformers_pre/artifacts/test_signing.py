@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,15 @@ def test_a_file_slipped_in_with_a_rewritten_manifest_is_named_by_the_signature(s
     manifest.write_manifest(signed)
     with pytest.raises(ArtifactError, match=r"extra files compared with the signed content: sentiment/1/model.py"):
         signing.verify_repository(signed, keys.public)
+
+
+def test_model_signings_own_cli_verifies_the_signature_and_refuses_a_change(signed: Path, keys: Keys) -> None:
+    # Sites that use model-signing's CLI (not duet) check the same model.sig.
+    command = [sys.executable, "-m", "model_signing", "verify", "key", str(signed), "--signature",
+               str(signed / "model.sig"), "--public_key", str(keys.public)]
+    passed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    (signed / "sentiment/config.pbtxt").write_text('name: "other"\n')
+    failed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert failed.returncode != 0
+    assert "sentiment/config.pbtxt" in failed.stdout + failed.stderr
