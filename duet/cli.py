@@ -23,7 +23,6 @@ app = typer.Typer(help="duet: KServe transformers in front of Triton, for mammog
                   no_args_is_help=True, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="Build, sign, verify and encrypt the shipped models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-artifact_commands.register(models_app)
 console = Console()
 
 
@@ -80,6 +79,9 @@ def models_build(
             shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             console.print(f"[green]{name}[/] ready in {time.monotonic() - started:.0f}s  {shown}")
     sign_local_build(out, console.print)
+
+
+artifact_commands.register(models_app)
 
 
 @app.command()
