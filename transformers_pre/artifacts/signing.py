@@ -24,6 +24,7 @@ class ArtifactError(RuntimeError):
 
 def sign(directory: Path, private_key: Path, password: str | None = None) -> Path:
     """Write `directory/model.sig` over every file of `directory` (model.sig itself aside)."""
+    # Imported on use, here and below: model-signing pulls in sigstore, which `duet --help` need not load.
     from model_signing import hashing, signing
 
     signature = directory / SIGNATURE
