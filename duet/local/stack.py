@@ -243,8 +243,8 @@ class LocalStack:
             artifacts.verify_for_serving(self.config.model_repository, self.config.artifact_public_key,
                                          lambda message: self.log("info", message))
         except artifacts.ArtifactError as error:
-            raise StackError(f"model repository refused, no predictor started: {error} (a local build: "
-                             "`duet models build` signs it again)") from None
+            raise StackError(f"model repository refused, no predictor started: {error} (if you changed these "
+                             "files yourself: `duet models sign` re-signs a local build)") from None
 
     def _prepare_predictor(self, served: list[repository.ServedModel]) -> None:
         config = self.config
