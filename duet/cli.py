@@ -16,11 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from transformers_pre import registry
 
+from . import artifact_commands
 from .paths import MODEL_REPOSITORY, RUN_DIR, cache_dir
 
 app = typer.Typer(help="duet: KServe transformers in front of Triton, for mammography and sentiment.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-models_app = typer.Typer(help="Build the shipped models.", no_args_is_help=True)
+models_app = typer.Typer(help="Build, sign, verify and encrypt the shipped models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
 
@@ -60,6 +61,8 @@ def models_build(
     from predictors.build import build_model
     from predictors.gates import QualityGateError
 
+    from .artifacts import sign_local_build
+
     specs = [registry.by_build_name(only.value)] if only else list(registry.MODELS.values())
     with progress_bar() as progress:
         for spec in specs:
@@ -75,6 +78,10 @@ def models_build(
             metrics = card.get("metrics", {})
             shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             console.print(f"[green]{name}[/] ready in {time.monotonic() - started:.0f}s  {shown}")
+    sign_local_build(out, console.print)
+
+
+artifact_commands.register(models_app)
 
 
 
@@ -139,6 +146,10 @@ def up(
         help="Require 'Authorization: Bearer <token>' on every transformer request but health and /metrics."),
     prometheus: bool = typer.Option(False, help="Also run Prometheus on 127.0.0.1:9090 with duet's rules."),
     prometheus_port: int = typer.Option(9090, envvar="DUET_PROMETHEUS_PORT"),
+    artifact_public_key: Path | None = typer.Option(
+        None, envvar="DUET_ARTIFACT_PUBLIC_KEY", dir_okay=False,
+        help="Verify the model repository's signature with this public key (default: the development key)."),
+    verify_artifacts: bool = typer.Option(True, help="Check digests and signature before any predictor starts."),
 ) -> None:
     """Run the local stack on 127.0.0.1 until Ctrl-C or SIGTERM: Triton + the mammography and sentiment
     transformers, each restarted with backoff if it dies. On a terminal, warnings and errors are shown in colour;
@@ -156,6 +167,7 @@ def up(
         predictor=predictor.value, models=tuple(dict.fromkeys(model)), int8=int8, workers=workers, threads=onnx_threads,
         tensorrt=tensorrt, max_request_bytes=max_request_bytes,
         extra_env={"DUET_BEARER_TOKEN": bearer_token} if bearer_token else {},
+        verify_artifacts=verify_artifacts, artifact_public_key=artifact_public_key,
     )
     stack = LocalStack(config, say=lambda message: output.event("warning", message), log=output.event)
     # The dict fills in as the children start; their files append across runs, so only this run's lines count.

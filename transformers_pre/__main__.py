@@ -31,6 +31,7 @@ from kserve import logging as kserve_logging
 from kserve import model_server
 
 from . import registry
+from .artifacts.startup import verify_mounted_repository
 from .logs import log_config
 from .predictor import PredictorClient
 from .server import make_model_server
@@ -57,6 +58,7 @@ def main() -> None:
     settings = Settings()
     model_server.args.log_config_file = log_config(settings.log_format)
     kserve_logging.configure_logging(model_server.args.log_config_file)
+    verify_mounted_repository()
     protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" else "v2"
     predictor = PredictorClient(args.predictor_host, protocol, settings.predictor)
     models = build_models(list(dict.fromkeys(args.model)), settings, predictor)

@@ -78,6 +78,9 @@ class StackConfig:
     max_restart_backoff_s: float = 30.0
     stable_after_s: float = 60.0
     stop_grace_s: float = 25.0
+    # Digests and signature of the model repository, checked before any predictor starts (duet/artifacts.py).
+    verify_artifacts: bool = True
+    artifact_public_key: Path | None = None  # None: this user's development key
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,7 @@ class LocalStack:
                 self.say(f"[yellow]{name}: no built model in {config.model_repository} (run `duet models build`); not served[/]")
         if not self.models:
             raise StackError("no model is built: run `duet models build` (or `make models`) first")
+        self._check_artifacts()
         self._stopping.clear()
         try:
             self._prepare_predictor(served)
@@ -227,6 +231,20 @@ class LocalStack:
         if config.supervise:
             self._supervisor = threading.Thread(target=self._supervise, name="duet-supervisor", daemon=True)
             self._supervisor.start()
+
+    def _check_artifacts(self) -> None:
+        from .. import artifacts
+
+        if not self.config.verify_artifacts:
+            self.say(f"[bold red]NOT verifying the model repository {self.config.model_repository}: digests and "
+                     "signature unchecked (--no-verify-artifacts)[/]")
+            return
+        try:
+            artifacts.verify_for_serving(self.config.model_repository, self.config.artifact_public_key,
+                                         lambda message: self.log("info", message))
+        except artifacts.ArtifactError as error:
+            raise StackError(f"model repository refused, no predictor started: {error} (if you changed these "
+                             "files yourself: `duet models sign` re-signs a local build)") from None
 
     def _prepare_predictor(self, served: list[repository.ServedModel]) -> None:
         config = self.config
