@@ -3,7 +3,7 @@
 The model is built outside the project's build code (`tests/support/foreign_detector.py`: onnx.helper, FP16
 input of 3 x 96 x 80, K = 7, its own labels), handed over as a bare folder, given its config.pbtxt and checked
 by the real `duet models check --write-config`, then served by the same code path as
-`duet up --model-repository DIR`: real transformer and predictor processes, a real synthetic DICOM study over
+`duet up --model-repository DIR` after `duet models sign`: real transformer and predictor processes, a real synthetic DICOM study over
 v2 REST.
 """
 
@@ -41,6 +41,11 @@ def foreign_stack(
         timeout=300,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    # `duet up` serves only a repository whose files match a signed manifest: the team signs what it hands over
+    # (here with the development key, as `duet models build` does).
+    sign = subprocess.run([str(Path(sys.executable).parent / "duet"), "models", "sign", "--repository",
+                           str(repository)], capture_output=True, text=True, check=False, timeout=300)
+    assert sign.returncode == 0, sign.stdout + sign.stderr
     http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
     config = StackConfig(
         model_repository=repository,
