@@ -15,7 +15,8 @@ Its tree, row by row, and the IHE AIR requirements it meets are in docs/api.md (
   Malignant or Benign) as a concept modifier;
 - one TID 1501 group per image gated out as non-diagnostic: the image, "Unusable - Quality renders image
   unusable" and its quality as "Image Quality Rating" (0-1);
-- one TID 1501 study group: "Probability of cancer" (DCM 111047), the `risk` output (0-1);
+- one TID 1501 study group: "Probability of cancer" (DCM 111047), the `risk` output (0-1), referencing the
+  diagnostic images it was computed from;
 - unless the model card clears the model for clinical use, a report-level "Qualitative Evaluations" container
   with a "Comment" that starts "NOT FOR CLINICAL USE", and the same prefix on the Series Description.
 
@@ -196,7 +197,6 @@ def _gated_image_groups(
     for image, quality, diagnostic in zip(images, findings.quality, findings.diagnostic):
         if diagnostic:
             continue
-        ds = image.header.dataset
         groups.append(
             MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=TrackingIdentifier(
@@ -205,7 +205,7 @@ def _gated_image_groups(
                 finding_type=UNUSABLE_IMAGE,
                 algorithm_id=algorithm,
                 finding_sites=[_site(image)],
-                source_images=[SourceImageForMeasurementGroup(str(ds.SOPClassUID), str(ds.SOPInstanceUID))],
+                source_images=[_source(image)],
                 measurements=[
                     Measurement(
                         name=IMAGE_QUALITY_RATING,
@@ -219,11 +219,20 @@ def _gated_image_groups(
     return groups
 
 
-def _study_group(findings: StudyFindings, algorithm: AlgorithmIdentification) -> MeasurementsAndQualitativeEvaluations:
+def _source(image: StudyImage) -> SourceImageForMeasurementGroup:
+    ds = image.header.dataset
+    return SourceImageForMeasurementGroup(str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+
+
+def _study_group(
+    images: Sequence[StudyImage], findings: StudyFindings, algorithm: AlgorithmIdentification
+) -> MeasurementsAndQualitativeEvaluations:
+    """The study risk, referencing the diagnostic images it was computed from."""
     return MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(uid=generate_uid(), identifier="study"),
         algorithm_id=algorithm,
         finding_sites=[FindingSite(codes.SCT.Breast)],
+        source_images=[_source(image) for image, usable in zip(images, findings.diagnostic) if usable],
         measurements=[
             Measurement(
                 name=codes.DCM.ProbabilityOfCancer,
@@ -267,7 +276,7 @@ def build_report(
     groups: list = [
         *_finding_groups(images, findings, algorithm),
         *_gated_image_groups(images, findings, algorithm),
-        _study_group(findings, algorithm),
+        _study_group(images, findings, algorithm),
     ]
     report = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=observer),

@@ -95,7 +95,9 @@ async def test_the_sr_records_the_gated_image_by_reference(mammography, dicom_re
     assert quality.name.value == "111029"
     assert quality.value < 0.5
     assert "image 1 (R CC)" in str(gated.tracking_identifier)
-    # The findings stay on the diagnostic image only.
+    # The study risk references the diagnostic image it was computed from, and the findings stay on it.
+    (study,) = [group for group in sr.content.get_image_measurement_groups() if group.finding_type is None]
+    assert [image.referenced_sop_instance_uid for image in study.source_images] == [images[0]["sop_instance_uid"]]
     for group in sr.content.get_planar_roi_measurement_groups():
         assert group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == \
             images[0]["sop_instance_uid"]
