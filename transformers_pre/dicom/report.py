@@ -1,12 +1,13 @@
 """The study's findings as a DICOM Comprehensive 3D SR holding a TID 1500 Measurement Report (highdicom).
 
 The SR follows IHE AI Results (AIR): TID 1500 with only the rows the template defines, so PixelMed's
-`DicomSRValidator` reports no error and no warning (tests/unit/transformers_pre/dicom/test_sr_template.py).
+`DicomSRValidator` reports no error and no warning (tests/unit/transformers_pre/dicom/test_sr_template.py; the one
+exception, a PixelMed 20220618 defect with exactly one finding, is explained in docs/api.md).
 Its tree, row by row, and the IHE AIR requirements it meets are in docs/api.md ("The DICOM SR"). In short:
 
 - observer: the detector as a device (TID 1004: a UID stable per model build, name, manufacturer "duet",
-  model name `mammo_detector`); procedure reported: "Imaging procedure" (SCT 363679005), the one member of
-  CID 100 that fits a mammogram (CID 100 has no mammography code);
+  model name `mammo_detector`); procedure reported: "Imaging procedure" (SCT 363679005), the generic member of
+  CID 100, which has no mammography code;
 - one TID 1410 group per finding: a closed POLYLINE rectangle (5 points, the box in the source image's pixels:
   column, row with (0, 0) the top left corner of the top left pixel) on its source image, the finding
   ("Mammographic breast mass", "Calcification Cluster" or, for another detector's classes, "Finding"), the
