@@ -13,16 +13,27 @@ from io import BytesIO
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pytest
 from pydicom.sr.codedict import codes
 
+from duet.dicom_synth import synth_image
 from transformers_pre.clinical_use import CLEARED_FIELD, InvalidModelCard, read_clinical_use
 from transformers_pre.settings import DicomSettings, Settings
 
-from .conftest import InProcessOnnxPredictor
-from .test_dicom_model import dark_image, spot_image
-
 SHIPPED_DETECTOR = Path(__file__).resolve().parents[4] / "predictors" / "model_repository" / "mammo_detector"
+SEED, ROWS, COLUMNS = 43, 512, 416
+
+
+def mammogram(index: int, laterality: str, view: str, *, dark: bool = False) -> bytes:
+    """A synthetic view; `dark`: a non-diagnostic exposure (every pixel near black after windowing), which the
+    stand-in detector rates below the quality threshold."""
+    image = synth_image(SEED, index=index, laterality=laterality, view=view, rows=ROWS, columns=COLUMNS,
+                        study_seed=SEED)
+    if dark:
+        image.dataset.PixelData = np.full((ROWS, COLUMNS), 100, "<u2").tobytes()
+        image.dataset.WindowCenter, image.dataset.WindowWidth = "2048", "4096"
+    return image.to_bytes()
 
 
 def test_a_model_without_a_card_is_not_cleared(tmp_path: Path) -> None:
@@ -70,7 +81,7 @@ def _comments(sr: hd.sr.Comprehensive3DSR) -> list[str]:
 
 
 async def test_every_response_and_sr_of_an_uncleared_model_carry_the_label(mammography, dicom_request) -> None:
-    blob = spot_image("L", "CC", (140, 250))
+    blob = mammogram(0, "L", "CC")
     for parameters in ({}, {"report": "sr"}):
         response, _ = await mammography(dicom_request([blob], parameters=parameters))
         assert response.parameters["cleared_for_clinical_use"] is False
@@ -82,7 +93,7 @@ async def test_every_response_and_sr_of_an_uncleared_model_carry_the_label(mammo
 
 
 async def test_the_sr_records_the_gated_image_by_reference(mammography, dicom_request) -> None:
-    blobs = [spot_image("L", "CC", (140, 250), index=0), dark_image(1, "R", "CC")]
+    blobs = [mammogram(0, "L", "CC"), mammogram(1, "R", "CC", dark=True)]
     response, _ = await mammography(dicom_request(blobs, parameters={"report": "sr"}))
     images = json.loads(response.parameters["images"])
     assert [image["diagnostic"] for image in images] == [True, False]
@@ -104,8 +115,9 @@ async def test_the_sr_records_the_gated_image_by_reference(mammography, dicom_re
 
 
 @pytest.fixture()
-def cleared_mammography(standin_repository: Path, tmp_path: Path):
-    """The stand-in detector with a card that clears it, and a site's own SR series settings."""
+def cleared_mammography(mammography, standin_repository: Path, tmp_path: Path):
+    """The stand-in detector (the same in-process predictor) with a card that clears it, and a site's own SR
+    series settings."""
     from transformers_pre.dicom.model import MammographyModel
 
     repository = tmp_path / "repository"
@@ -113,8 +125,7 @@ def cleared_mammography(standin_repository: Path, tmp_path: Path):
     (repository / "mammo_detector" / "card.json").write_text(json.dumps({CLEARED_FIELD: True}))
     settings = Settings(model_repository=repository,
                         dicom=DicomSettings(sr_series_number=4711, sr_series_description="Site CAD results"))
-    predictor = InProcessOnnxPredictor(repository / "mammo_detector" / "1" / "model.onnx")
-    model = MammographyModel(settings, predictor)  # type: ignore[arg-type]
+    model = MammographyModel(settings, mammography.predictor)
     model.load()
     yield model
     model.pools.shutdown()
@@ -124,7 +135,7 @@ async def test_a_cleared_model_answers_without_the_label_in_the_configured_serie
     cleared_mammography, dicom_request
 ) -> None:
     response, _ = await cleared_mammography(
-        dicom_request([spot_image("L", "CC", (140, 250))], parameters={"report": "sr"}))
+        dicom_request([mammogram(0, "L", "CC")], parameters={"report": "sr"}))
     assert response.parameters["cleared_for_clinical_use"] is True
     assert "clinical_use_notice" not in response.parameters
     sr = _report(response)
