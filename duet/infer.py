@@ -63,6 +63,9 @@ def infer_mammography(url: str, paths: list[str], console: Console, report: Path
         findings.add_row(str(index), label.decode(), f"{score:.3f}", *(f"{v:.0f}" for v in box))
     console.print(findings)
     console.print(f"study malignancy risk: [bold]{float(result.as_numpy('risk')[0]):.3f}[/]")
+    notice = (result.get_response().get("parameters") or {}).get("clinical_use_notice")
+    if notice:
+        console.print(f"[bold yellow]{notice}[/]")
     if report:
         report.write_bytes(result.as_numpy("report")[0])
         console.print(f"DICOM SR written to {report}")

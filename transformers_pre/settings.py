@@ -77,6 +77,15 @@ class DicomSettings(BaseSettings):
     score_threshold: float = Field(0.3, ge=0, le=1)
     nms_iou: float = Field(0.5, gt=0, le=1)
     quality_threshold: float = Field(0.5, ge=0, le=1)
+    sr_series_number: int = Field(
+        9001, ge=1, le=2**31 - 1, description="Series Number of the DICOM SR (`report: \"sr\"`): a number a site's "
+        "hanging protocols can place after the images' series.",
+    )
+    sr_series_description: str = Field(
+        "duet mammography AI results", min_length=1, max_length=41, pattern=r"^[^\\\x00-\x1f]*$",
+        description="Series Description of the SR. While the model card does not clear the model for clinical "
+        "use it is prefixed with 'NOT FOR CLINICAL USE - ' (23 characters; the DICOM attribute holds 64).",
+    )
 
 
 class Settings(BaseSettings):

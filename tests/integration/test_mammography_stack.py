@@ -164,7 +164,8 @@ def test_report_over_binary_and_json(local_stack, studies) -> None:
     binary = _binary_infer(local_stack, blobs, parameters={"report": "sr"})
     sr = hd.sr.srread(BytesIO(binary.as_numpy("report")[0]))
     assert sr.PatientID == study[0].patient.patient_id and sr.StudyInstanceUID == study[0].dataset.StudyInstanceUID
-    (group,) = sr.content.get_image_measurement_groups()
+    # The study group is the one without a finding (gated images have groups of their own).
+    (group,) = [group for group in sr.content.get_image_measurement_groups() if group.finding_type is None]
     assert group.get_measurements()[0].value == pytest.approx(float(binary.as_numpy("risk")[0]), abs=1e-5)
 
     reply = _json_infer(local_stack, blobs, parameters={"report": "sr"})

@@ -5,7 +5,9 @@ Response: `boxes` FP32 [m, 4] (stored pixels of the image named by `image_index`
 BYTES [m], `image_index` INT32 [m], `quality` FP32 [n], `risk` FP32 [1], and `report` BYTES [1] (a DICOM SR) when
 asked. Response parameter `images`: a JSON array, one object per image in request order, with `index`,
 `sop_instance_uid`, `laterality`, `view`, `diagnostic` and `voi` (never patient data); `risk_calibrated`: whether
-the model's `calibration.json` calibrated `risk` (findings module docstring).
+the model's `calibration.json` calibrated `risk` (findings module docstring); `cleared_for_clinical_use`: whether
+the model card clears the model (transformers_pre/clinical_use.py) and, when it does not, `clinical_use_notice`:
+the "NOT FOR CLINICAL USE: ..." label, which the SR carries too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pydicom.config
 from kserve import InferRequest, InferResponse
 
 from ..base import DuetModel
+from ..clinical_use import UNKNOWN_MODEL, read_clinical_use
 from ..codecs import bytes_tensor, decode_blobs, make_response, request_parameters
 from ..errors import BadRequest, PredictorError
 from ..metrics import PAYLOAD_BYTES, stage
@@ -38,7 +41,7 @@ from .findings import (
     load_calibration,
 )
 from .memory import MemoryBudget, study_preparation_bytes
-from .report import Device, build_report
+from .report import Device, SeriesLabel, build_report
 from .study import DecodePools, PreparedImage, StudyImage, prepare_study, read_study
 
 PUBLIC_NAME = "mammography"
@@ -105,6 +108,7 @@ class MammographyModel(DuetModel):
         self.thresholds = Thresholds(settings.dicom.score_threshold, settings.dicom.nms_iou,
                                      settings.dicom.quality_threshold)
         self.device = Device.for_model(PREDICTOR_MODEL, b"")
+        self.clinical_use = UNKNOWN_MODEL
         self.calibration: RiskCalibration | None = None
         # One set of pools per process bounds concurrent decoding across requests (a 4096x3328 view holds ~40 MB).
         self.pools = DecodePools(settings.dicom)
@@ -119,6 +123,9 @@ class MammographyModel(DuetModel):
             logger.warning("%s has no %s: the study risk is served uncalibrated (risk_calibrated=false)",
                            PREDICTOR_MODEL, CALIBRATION_FILE)
         self.device = Device.for_model(PREDICTOR_MODEL, _model_fingerprint(folder))
+        self.clinical_use = read_clinical_use(folder)
+        if not self.clinical_use.cleared:
+            logger.warning("%s is served labelled: %s", PREDICTOR_MODEL, self.clinical_use.notice)
         # pydicom's reading warnings quote element values, which may be patient data: they must not reach a log.
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
         # Views are processed in parallel by the pool; OpenCV's own threads would only oversubscribe the cores.
@@ -196,14 +203,19 @@ class MammographyModel(DuetModel):
         blobs = {}
         if prepared.report:
             with stage(self.name, "report"):
-                blobs["report"] = build_report(prepared.images, findings, self.device)
+                blobs["report"] = build_report(prepared.images, findings, self.device,
+                                               clinical_use=self.clinical_use,
+                                               series=SeriesLabel.from_settings(self.settings.dicom))
+        labelling: dict[str, Any] = {"cleared_for_clinical_use": self.clinical_use.cleared}
+        if self.clinical_use.notice is not None:
+            labelling["clinical_use_notice"] = self.clinical_use.notice
         return make_response(
             prepared.request,
             self.name,
             self._outputs(findings),
             blobs=blobs,
             parameters={"images": json.dumps(self._image_parameters(prepared, findings)),
-                        "risk_calibrated": findings.risk_calibrated},
+                        "risk_calibrated": findings.risk_calibrated, **labelling},
         )
 
     @staticmethod

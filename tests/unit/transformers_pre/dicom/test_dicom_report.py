@@ -67,9 +67,17 @@ def test_each_finding_is_a_polyline_on_its_source_image(case) -> None:
         assert certainty.name == codes.DCM.CertaintyOfFinding
         assert certainty.value == pytest.approx(float(score) * 100, abs=1e-3)
     assert groups[0].finding_type == codes.SCT.MammographicBreastMass
-    assert groups[0].get_qualitative_evaluations()[0].value == codes.SCT.Malignant
+    assert pathology_of(groups[0]) == codes.SCT.Malignant
     assert groups[1].finding_type == codes.SCT.CalcificationCluster
-    assert groups[2].get_qualitative_evaluations()[0].value == codes.SCT.Benign
+    assert pathology_of(groups[1]) is None
+    assert pathology_of(groups[2]) == codes.SCT.Benign
+
+
+def pathology_of(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> hd.sr.CodedConcept | None:
+    """The Pathology concept modifier of the group's "Certainty of Finding" (TID 300 row 2), if any."""
+    (certainty,) = group.get_measurements(name=codes.DCM.CertaintyOfFinding)
+    modifiers = [item for item in certainty[0].ContentSequence if item.name == codes.DCM.Pathology]
+    return modifiers[0].value if modifiers else None
 
 
 def test_study_probability_of_cancer_and_device_observer(case) -> None:
