@@ -99,7 +99,8 @@ class GatewayProcess:
 
 
 class StoreSCP:
-    """dcmtk's storescp as a destination: every object it receives becomes a file in `folder`."""
+    """dcmtk's storescp as a destination: every object it receives becomes a file in `folder` (a unique name
+    each time, so a second delivery of one SOP instance shows as a second file)."""
 
     def __init__(self, folder: Path, ae_title: str = "PACS") -> None:
         self.folder = folder
@@ -114,7 +115,7 @@ class StoreSCP:
     def start(self) -> StoreSCP:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [require_binary("storescp", "dcmtk"), "-aet", self.ae_title, "+xa", "-od", str(self.folder),
+            [require_binary("storescp", "dcmtk"), "-aet", self.ae_title, "+xa", "+uf", "-od", str(self.folder),
              str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -190,3 +191,54 @@ def gateway_factory(tmp_path: Path) -> Iterator:
     yield make
     for process in started:
         process.stop()
+
+
+class Orthanc:
+    """Debian's Orthanc with the DICOMweb plugin as a PACS on 127.0.0.1, in its own folder and config."""
+
+    def __init__(self, folder: Path, ae_title: str = "ORTHANC") -> None:
+        self.folder = folder
+        self.ae_title = ae_title
+        self.port, self.http_port = free_ports(2)
+        self.process: subprocess.Popen | None = None
+        self.modalities: dict[str, list] = {}
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def destination(self) -> str:
+        return f"{self.ae_title}@127.0.0.1:{self.port}"
+
+    def start(self, modalities: dict[str, tuple[str, int]]) -> Orthanc:
+        import json
+
+        binary = require_binary("Orthanc", "orthanc")
+        plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+        if not plugin.exists():
+            pytest.skip("Orthanc's DICOMweb plugin not installed (Debian package orthanc-dicomweb)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "duet-test", "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "index"), "DicomAet": self.ae_title, "DicomPort": self.port,
+            "HttpPort": self.http_port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "Plugins": [str(plugin)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "DicomModalities": {name: [ae, "127.0.0.1", port] for name, (ae, port) in modalities.items()},
+        }
+        (self.folder / "orthanc.json").write_text(json.dumps(config))
+        self.process = subprocess.Popen([binary, str(self.folder / "orthanc.json")], stdout=subprocess.DEVNULL,
+                                        stderr=(self.folder / "orthanc.log").open("wb"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.http}/system", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("Orthanc did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
