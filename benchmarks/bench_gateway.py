@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Self
 
 import httpx
 import psutil
@@ -89,7 +90,7 @@ class Sampler:
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, self.process.memory_info().rss)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -166,20 +167,20 @@ def main() -> None:
     lines = [
         "## DICOM gateway against direct v2",
         "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.machine()} with {os.cpu_count()} cores "
+        (f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.machine()} with {os.cpu_count()} cores "
         f"({platform.processor() or platform.platform()}), predictor {predictor}, "
         f"`python benchmarks/bench_gateway.py --studies {args.studies} --rows {args.rows} "
         f"--columns {args.columns}`: 4-view studies of {args.rows} x {args.columns} 12-bit Explicit VR LE views "
-        f"({study_mb:.0f} MB a study); the SR goes to dcmtk's storescp.",
+        f"({study_mb:.0f} MB a study); the SR goes to dcmtk's storescp."),
         "",
         "| measure | direct v2 | through the gateway | goal |",
         "|---|---|---|---|",
-        f"| last C-STORE response to SR at the destination, median of {args.latency_repeats} (quiet period: none, "
+        (f"| last C-STORE response to SR at the destination, median of {args.latency_repeats} (quiet period: none, "
         f"4 views) | {direct_median:.2f} s | {gateway_median:.2f} s ({overhead:+.0%}) | overhead <= 25%: "
-        f"{'met' if overhead <= 0.25 else 'not met'} |",
-        f"| studies per minute, 4 concurrent clients / associations, {len(batch)} studies | {direct_rate:.1f} | "
+        f"{'met' if overhead <= 0.25 else 'not met'} |"),
+        (f"| studies per minute, 4 concurrent clients / associations, {len(batch)} studies | {direct_rate:.1f} | "
         f"{gateway_rate:.1f} ({gateway_rate / direct_rate:.0%}) | >= 90%: "
-        f"{'met' if gateway_rate >= 0.9 * direct_rate else 'not met'} |",
+        f"{'met' if gateway_rate >= 0.9 * direct_rate else 'not met'} |"),
         f"| gateway CPU per study | | {cpu_per_study:.2f} s | |",
         f"| gateway peak RSS over the throughput run | | {memory.peak / 2**20:.0f} MiB | |",
         "",
