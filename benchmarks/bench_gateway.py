@@ -2,14 +2,15 @@
 
     python benchmarks/bench_gateway.py [--studies 12] [--rows 2048 --columns 1664] [--predictor auto]
 
-1. latency: per 4-view study, the time from the last C-STORE response (pynetdicom SCU, one association) to the SR
-   stored at the destination (dcmtk's storescp, found by polling its folder every 10 ms), against the same study
-   sent directly to the transformer over v2 (binary tensors, `report: "sr"`). The 4 views complete the study at
-   once, so there is no quiet period to subtract; the overhead goal is <= 25% of the direct time.
-2. throughput: `--studies` studies through the gateway over 4 concurrent associations, until every SR is at the
-   destination, against the same studies sent directly by 4 concurrent v2 clients (goal: >= 90% of the direct rate).
-3. the gateway process's CPU seconds and peak RSS per study over the throughput run (psutil).
-Prints a Markdown section; `--markdown PATH` appends it to PATH. Goals are reported, never asserted.
+1. latency: per 4-view study, the time from the last C-STORE response (pynetdicom SCU, one association) to the
+   SR stored at the destination (dcmtk's storescp, found by polling its folder every 10 ms), against the same
+   study sent directly to the transformer over v2 (binary tensors, `report: "sr"`). The 4 views complete the
+   study at once, so there is no quiet period to subtract; the overhead goal is <= 25% of the direct time.
+2. throughput: `--studies` studies through the gateway over 4 concurrent associations, until every SR is at
+   the destination, against the same studies sent directly by 4 concurrent v2 clients (goal: >= 90% of the
+   direct rate).
+3. the gateway process's CPU seconds and peak RSS per study over the throughput run (psutil). Prints a
+   Markdown section; `--markdown PATH` appends it to PATH. Goals are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def send_study(port: int, study: list[bytes]) -> float:
 
 
 def direct_v2(url: str, study: list[bytes]) -> float:
-    body, headers = request_body([bytes_input("dicom", study)], outputs=["report"], parameters={"report": "sr"},
-                                 binary_outputs=True)
+    body, headers = request_body(
+        [bytes_input("dicom", study)], outputs=["report"], parameters={"report": "sr"}, binary_outputs=True
+    )
     started = time.monotonic()
     response = httpx.post(f"{url}/v2/models/mammography/infer", content=body, headers=headers, timeout=600)
     response.raise_for_status()
@@ -113,20 +115,32 @@ def main() -> None:
         raise SystemExit("storescp not found: apt-get install dcmtk")
     total = args.latency_repeats + args.studies
     print(f"synthesising {total} 4-view studies of {args.rows} x {args.columns}...", flush=True)
-    studies = [[image.to_bytes() for image in synth_study(5000 + n, images=4, rows=args.rows,
-                                                          columns=args.columns)] for n in range(total)]
+    studies = [
+        [image.to_bytes() for image in synth_study(5000 + n, images=4, rows=args.rows, columns=args.columns)]
+        for n in range(total)
+    ]
     with tempfile.TemporaryDirectory() as scratch:
         run = Path(scratch)
         dest_port, http, grpc, t_http, t_grpc, t_metrics, dimse, gateway_http = free_ports(8)
         received = run / "pacs"
         received.mkdir()
-        pacs = subprocess.Popen([storescp, "-aet", "PACS", "+xa", "+uf", "-od", str(received), str(dest_port)])
+        pacs = subprocess.Popen(
+            [storescp, "-aet", "PACS", "+xa", "+uf", "-od", str(received), str(dest_port)]
+        )
         config = StackConfig(
-            model_repository=Path(os.environ.get("DUET_MODEL_REPOSITORY", MODEL_REPOSITORY)), run_dir=run / "stack",
-            http_port=http, grpc_port=grpc, triton=TritonPorts(t_http, t_grpc, t_metrics),
-            predictor=args.predictor, models=("mammography",),
-            gateway=LocalGatewayConfig("DUET", dimse, gateway_http, {"DESTINATIONS": f"PACS@127.0.0.1:{dest_port}",
-                                                                    "STABLE_SECONDS": "600"}),
+            model_repository=Path(os.environ.get("DUET_MODEL_REPOSITORY", MODEL_REPOSITORY)),
+            run_dir=run / "stack",
+            http_port=http,
+            grpc_port=grpc,
+            triton=TritonPorts(t_http, t_grpc, t_metrics),
+            predictor=args.predictor,
+            models=("mammography",),
+            gateway=LocalGatewayConfig(
+                "DUET",
+                dimse,
+                gateway_http,
+                {"DESTINATIONS": f"PACS@127.0.0.1:{dest_port}", "STABLE_SECONDS": "600"},
+            ),
         )
         try:
             with LocalStack(config, say=print) as stack:
@@ -143,7 +157,7 @@ def main() -> None:
                     through.append(wait_for_files(received, before + 1) - last_response)
                     print(f"  study {n}: direct {direct[-1]:.2f}s, gateway {through[-1]:.2f}s", flush=True)
                 # 2. throughput, 4 at once; 3. the gateway's CPU and memory over that run
-                batch = studies[args.latency_repeats:]
+                batch = studies[args.latency_repeats :]
                 started = time.monotonic()
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(lambda study: direct_v2(url, study), batch))
@@ -167,20 +181,29 @@ def main() -> None:
     lines = [
         "## DICOM gateway against direct v2",
         "",
-        (f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.machine()} with {os.cpu_count()} cores "
-        f"({platform.processor() or platform.platform()}), predictor {predictor}, "
-        f"`python benchmarks/bench_gateway.py --studies {args.studies} --rows {args.rows} "
-        f"--columns {args.columns}`: 4-view studies of {args.rows} x {args.columns} 12-bit Explicit VR LE views "
-        f"({study_mb:.0f} MB a study); the SR goes to dcmtk's storescp."),
+        (
+            f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.machine()} with {os.cpu_count()} cores "
+            f"({platform.processor() or platform.platform()}), predictor {predictor}, "
+            f"`python benchmarks/bench_gateway.py --studies {args.studies} --rows {args.rows} "
+            f"--columns {args.columns}`: 4-view studies of {args.rows} x {args.columns} 12-bit Explicit VR "
+            f"LE views "
+            f"({study_mb:.0f} MB a study); the SR goes to dcmtk's storescp."
+        ),
         "",
         "| measure | direct v2 | through the gateway | goal |",
         "|---|---|---|---|",
-        (f"| last C-STORE response to SR at the destination, median of {args.latency_repeats} (quiet period: none, "
-        f"4 views) | {direct_median:.2f} s | {gateway_median:.2f} s ({overhead:+.0%}) | overhead <= 25%: "
-        f"{'met' if overhead <= 0.25 else 'not met'} |"),
-        (f"| studies per minute, 4 concurrent clients / associations, {len(batch)} studies | {direct_rate:.1f} | "
-        f"{gateway_rate:.1f} ({gateway_rate / direct_rate:.0%}) | >= 90%: "
-        f"{'met' if gateway_rate >= 0.9 * direct_rate else 'not met'} |"),
+        (
+            f"| last C-STORE response to SR at the destination, median of {args.latency_repeats} (quiet "
+            f"period: none, "
+            f"4 views) | {direct_median:.2f} s | {gateway_median:.2f} s ({overhead:+.0%}) | overhead <= 25%: "
+            f"{'met' if overhead <= 0.25 else 'not met'} |"
+        ),
+        (
+            f"| studies per minute, 4 concurrent clients / associations, {len(batch)} studies | "
+            f"{direct_rate:.1f} | "
+            f"{gateway_rate:.1f} ({gateway_rate / direct_rate:.0%}) | >= 90%: "
+            f"{'met' if gateway_rate >= 0.9 * direct_rate else 'not met'} |"
+        ),
         f"| gateway CPU per study | | {cpu_per_study:.2f} s | |",
         f"| gateway peak RSS over the throughput run | | {memory.peak / 2**20:.0f} MiB | |",
         "",

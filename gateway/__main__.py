@@ -15,8 +15,13 @@ def main() -> None:
     gateway = Gateway(settings)
     gateway.start()
     try:
-        uvicorn.run(http_app(gateway), host=settings.http_host or settings.host, port=settings.http_port,
-                    log_config=None, access_log=False)
+        uvicorn.run(
+            http_app(gateway),
+            host=settings.http_host or settings.host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+        )
     finally:
         gateway.stop()
 

@@ -30,8 +30,14 @@ class Gateway:
         self.dimse.start()
         self.scheduler.start()
         counts = self.spool.study_counts()
-        audit.event("gateway", "gateway started", ae_title=self.settings.ae_title, ports=self.dimse.ports,
-                    http_port=self.settings.http_port, resumed={k: v for k, v in counts.items() if v})
+        audit.event(
+            "gateway",
+            "gateway started",
+            ae_title=self.settings.ae_title,
+            ports=self.dimse.ports,
+            http_port=self.settings.http_port,
+            resumed={k: v for k, v in counts.items() if v},
+        )
 
     def stop(self) -> None:
         self.dimse.stop()
@@ -50,13 +56,15 @@ class Gateway:
 
 
 def http_app(gateway: Gateway) -> Starlette:
-    app = Starlette(routes=[
-        Route("/studies", stow_endpoint, methods=["POST"]),
-        Route("/api/studies", list_studies, methods=["GET"]),
-        Route("/api/studies/{study_id}/retry", retry_study, methods=["POST"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/studies", stow_endpoint, methods=["POST"]),
+            Route("/api/studies", list_studies, methods=["GET"]),
+            Route("/api/studies/{study_id}/retry", retry_study, methods=["POST"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
     app.state.gateway = gateway
     return app

@@ -1,5 +1,6 @@
 """JSON logs and audit events: one per association, study and export. No patient data: AE titles, addresses,
-counts and states only; UIDs appear as a short one-way hash (`uid_key`) so events about one study can be joined."""
+counts and states only; UIDs appear as a short one-way hash (`uid_key`) so events about one study can be
+joined."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ AUDIT = logging.getLogger("duet.gateway.audit")
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

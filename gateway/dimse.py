@@ -1,11 +1,12 @@
-"""The DIMSE side: a pynetdicom AE answering C-ECHO and C-STORE (SCP) on the plain port and, when configured, a
-TLS port.
+"""The DIMSE side: a pynetdicom AE answering C-ECHO and C-STORE (SCP) on the plain port and, when configured,
+a TLS port.
 
-Negotiation accepts Verification and Digital Mammography X-Ray Image Storage - For Presentation in every transfer
-syntax the transformer decodes; every other SOP class or syntax is refused there, per presentation context. The
-calling AE title (and, for `AE@host` entries, the peer's address) must be on the allow-list, or the association
-is rejected (calling AE title not recognised). Past MAX_ASSOCIATIONS an association is rejected (local limit
-exceeded). An instance past the study size limit or the spool quota gets status 0xA700 (out of resources).
+Negotiation accepts Verification and Digital Mammography X-Ray Image Storage - For Presentation in every
+transfer syntax the transformer decodes; every other SOP class or syntax is refused there, per presentation
+context. The calling AE title (and, for `AE@host` entries, the peer's address) must be on the allow-list, or
+the association is rejected (calling AE title not recognised). Past MAX_ASSOCIATIONS an association is
+rejected (local limit exceeded). An instance past the study size limit or the spool quota gets status 0xA700
+(out of resources).
 """
 
 from __future__ import annotations
@@ -40,12 +41,22 @@ from .spool import Spool, SpoolFull
 
 LOG = logging.getLogger("duet.gateway.dimse")
 
-# The transfer syntaxes the mammography transformer decodes (transformers_pre/dicom/decode.py; a unit test keeps
-# the two lists equal).
+# The transfer syntaxes the mammography transformer decodes (transformers_pre/dicom/decode.py); a unit test
+# keeps the two lists equal.
 TRANSFER_SYNTAXES = (
-    ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian,
-    RLELossless, JPEGBaseline8Bit, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
-    HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+    RLELossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    HTJ2K,
 )
 # The transformer refuses "for processing" images and Breast Tomosynthesis volumes, so they are not accepted.
 STORAGE_SOP_CLASSES = (DigitalMammographyXRayImageStorageForPresentation,)
@@ -64,7 +75,9 @@ def _failure(status: int, comment: str) -> Dataset:
 class DimseServer:
     """The C-ECHO/C-STORE SCP over `spool`; start() opens the listeners, stop() closes them."""
 
-    def __init__(self, settings: GatewaySettings, spool: Spool, on_stored: threading.Event | None = None) -> None:
+    def __init__(
+        self, settings: GatewaySettings, spool: Spool, on_stored: threading.Event | None = None
+    ) -> None:
         self.settings = settings
         self.spool = spool
         self.on_stored = on_stored
@@ -89,16 +102,25 @@ class DimseServer:
 
     def start(self) -> None:
         host = self.settings.host
-        self.servers.append(self.ae.start_server((host, self.settings.port), block=False,
-                                                 evt_handlers=self.handlers()))
+        self.servers.append(
+            self.ae.start_server((host, self.settings.port), block=False, evt_handlers=self.handlers())
+        )
         if self.settings.tls_port is not None:
-            self.servers.append(self.ae.start_server((host, self.settings.tls_port), block=False,
-                                                     evt_handlers=self.handlers(), ssl_context=self.tls_context()))
+            self.servers.append(
+                self.ae.start_server(
+                    (host, self.settings.tls_port),
+                    block=False,
+                    evt_handlers=self.handlers(),
+                    ssl_context=self.tls_context(),
+                )
+            )
 
     def tls_context(self) -> ssl.SSLContext:
         settings = self.settings
         if not settings.tls_cert_file or not settings.tls_key_file:
-            raise ValueError("DUET_GATEWAY_TLS_PORT needs DUET_GATEWAY_TLS_CERT_FILE and DUET_GATEWAY_TLS_KEY_FILE")
+            raise ValueError(
+                "DUET_GATEWAY_TLS_PORT needs DUET_GATEWAY_TLS_CERT_FILE and DUET_GATEWAY_TLS_KEY_FILE"
+            )
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
@@ -122,8 +144,13 @@ class DimseServer:
         address = event.assoc.requestor.address
         if not self.settings.admits(calling, address):
             metrics.ASSOCIATIONS.labels("rejected").inc()
-            audit.event("association", "association rejected: calling AE title not on the allow-list",
-                        calling_ae=calling, peer=address, outcome="rejected")
+            audit.event(
+                "association",
+                "association rejected: calling AE title not on the allow-list",
+                calling_ae=calling,
+                peer=address,
+                outcome="rejected",
+            )
             # Rejected permanent, by the service user: calling AE title not recognised (PS3.8 9.3.4).
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)
             event.assoc.kill()
@@ -131,8 +158,13 @@ class DimseServer:
     def _established(self, event: evt.Event) -> None:
         metrics.ASSOCIATIONS.labels("accepted").inc()
         metrics.ASSOCIATIONS_ACTIVE.inc()
-        audit.event("association", "association accepted", calling_ae=event.assoc.requestor.ae_title.strip(),
-                    peer=event.assoc.requestor.address, outcome="accepted")
+        audit.event(
+            "association",
+            "association accepted",
+            calling_ae=event.assoc.requestor.ae_title.strip(),
+            peer=event.assoc.requestor.address,
+            outcome="accepted",
+        )
 
     def _closed(self, event: evt.Event) -> None:
         metrics.ASSOCIATIONS_ACTIVE.dec()
@@ -143,8 +175,13 @@ class DimseServer:
             calling = event.assoc.requestor.primitive.calling_ae_title.strip()
             if self.settings.admits(calling, event.assoc.requestor.address):
                 metrics.ASSOCIATIONS.labels("rejected").inc()
-                audit.event("association", "association rejected (association limit or called AE title)",
-                            calling_ae=calling, peer=event.assoc.requestor.address, outcome="rejected")
+                audit.event(
+                    "association",
+                    "association rejected (association limit or called AE title)",
+                    calling_ae=calling,
+                    peer=event.assoc.requestor.address,
+                    outcome="rejected",
+                )
 
     def _store(self, event: evt.Event) -> int | Dataset:
         try:
@@ -160,8 +197,14 @@ class DimseServer:
             metrics.REFUSED.labels("missing_uid").inc()
             return _failure(CANNOT_UNDERSTAND, "no Study Instance UID or SOP Instance UID")
         try:
-            received = self.spool.store_instance(event.assoc.acceptor.ae_title.strip(), study_uid, sop_uid,
-                                                 bytes(event.encoded_dataset()), laterality, view)
+            received = self.spool.store_instance(
+                event.assoc.acceptor.ae_title.strip(),
+                study_uid,
+                sop_uid,
+                bytes(event.encoded_dataset()),
+                laterality,
+                view,
+            )
         except SpoolFull as full:
             metrics.REFUSED.labels("out_of_resources").inc()
             LOG.warning("instance refused: %s", full)

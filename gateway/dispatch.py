@@ -1,9 +1,9 @@
 """Dispatch: one complete study to the mammography InferenceService over v2, as any client sends it.
 
 The DICOM files go as one BYTES input in the binary tensor extension with the parameter `report: "sr"`; the
-answer's `report` output is the study's SR (built by the transformer, never here). Busy or unreachable services
-(429, 5xx, connection errors) are retried later, honouring Retry-After; a 4xx other than 429 means the study itself
-was refused, and the message the service gave is kept for the operator.
+answer's `report` output is the study's SR (built by the transformer, never here). Busy or unreachable
+services (429, 5xx, connection errors) are retried later, honouring Retry-After; a 4xx other than 429 means
+the study itself was refused, and the message the service gave is kept for the operator.
 """
 
 from __future__ import annotations
@@ -90,24 +90,35 @@ class Dispatcher:
         self.client.close()
 
     def run(self, images: list[bytes], attempts: int) -> Outcome:
-        body, headers = request_body([bytes_input("dicom", images)], outputs=["report"],
-                                     parameters={"report": "sr"}, binary_outputs=True)
-        fallback = backoff_seconds(attempts, self.settings.retry_base_seconds,
-                                   self.settings.dispatch_max_backoff_seconds)
+        body, headers = request_body(
+            [bytes_input("dicom", images)],
+            outputs=["report"],
+            parameters={"report": "sr"},
+            binary_outputs=True,
+        )
+        fallback = backoff_seconds(
+            attempts, self.settings.retry_base_seconds, self.settings.dispatch_max_backoff_seconds
+        )
         try:
             response = self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as error:
-            return Outcome(retry_after_s=fallback, error=f"inference service unreachable: {type(error).__name__}")
+            return Outcome(
+                retry_after_s=fallback, error=f"inference service unreachable: {type(error).__name__}"
+            )
         if response.status_code in RETRIED_STATUSES:
             hinted = retry_after_seconds(response.headers.get("Retry-After"))
             delay = fallback if hinted is None else hinted + random.uniform(0, 1)
             return Outcome(retry_after_s=delay, error=f"inference service answered {response.status_code}")
         if response.status_code != 200:
-            return Outcome(refused=True, error=f"inference service refused the study ({response.status_code}): "
-                                               f"{_error_message(response)}")
+            return Outcome(
+                refused=True,
+                error=f"inference service refused the study ({response.status_code}): "
+                f"{_error_message(response)}",
+            )
         length = response.headers.get("Inference-Header-Content-Length")
         result = httpclient.InferenceServerClient.parse_response_body(
-            response.content, header_length=int(length) if length else None)
+            response.content, header_length=int(length) if length else None
+        )
         report = bytes(result.as_numpy("report")[0])
         sop_uid = str(dcmread(DicomBytesIO(report), stop_before_pixels=True).SOPInstanceUID)
         return Outcome(report=(sop_uid, report))

@@ -1,8 +1,9 @@
 """The outbox: sends a stored result (the SR, or the Secondary Capture) to one destination.
 
-C-STORE SCU with pynetdicom to `AE@host:port`, STOW-RS with dicomweb-client to a DICOMweb base URL. The bytes come
-from the spool, so every redelivery carries the same SOP Instance UID: a destination that got it before keeps one
-copy. A send that raises or answers a failure status is an error; the scheduler retries it with backoff.
+C-STORE SCU with pynetdicom to `AE@host:port`, STOW-RS with dicomweb-client to a DICOMweb base URL. The bytes
+come from the spool, so every redelivery carries the same SOP Instance UID: a destination that got it before
+keeps one copy. A send that raises or answers a failure status is an error; the scheduler retries it with
+backoff.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def _c_store(destination: Destination, path: Path, calling_ae: str, timeout_s: f
     title, host, port = destination.dimse_address()
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-    syntaxes = list(dict.fromkeys([dataset.file_meta.TransferSyntaxUID, ExplicitVRLittleEndian,
-                                   ImplicitVRLittleEndian]))
+    syntaxes = list(
+        dict.fromkeys([dataset.file_meta.TransferSyntaxUID, ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    )
     ae.add_requested_context(dataset.SOPClassUID, syntaxes)
     association = ae.associate(host, port, ae_title=title)
     if not association.is_established:
@@ -62,5 +64,7 @@ def _stow(url: str, path: Path, timeout_s: float) -> None:
         raise ExportError(f"STOW-RS to {url} failed: {type(error).__name__}: {str(error)[:200]}") from None
     failed = response.get("FailedSOPSequence") if response is not None else None
     if failed:
-        raise ExportError(f"STOW-RS to {url}: the object is in the FailedSOPSequence "
-                          f"(reason {failed[0].get('FailureReason', '?')})")
+        raise ExportError(
+            f"STOW-RS to {url}: the object is in the FailedSOPSequence "
+            f"(reason {failed[0].get('FailureReason', '?')})"
+        )

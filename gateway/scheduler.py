@@ -1,8 +1,8 @@
 """The loop that moves studies through their states: complete -> dispatch -> export, with retries.
 
 It keeps no state of its own beyond what is in flight: everything is read from the spool on each pass, so a
-restarted gateway picks up every study where it was (a dispatch or an export that was in flight when the process
-died is simply done again; an export carries the same SR, so the destination keeps one copy).
+restarted gateway picks up every study where it was (a dispatch or an export that was in flight when the
+process died is simply done again; an export carries the same SR, so the destination keeps one copy).
 """
 
 from __future__ import annotations
@@ -61,11 +61,18 @@ class Scheduler:
         now = time.time()
         for study in self.spool.studies(("receiving",)):
             instances = self.spool.instances(study.id)
-            if is_complete(study, instances, now, self.settings.stable_seconds) \
-                    and self.spool.complete(study.id, study.generation):
+            if is_complete(study, instances, now, self.settings.stable_seconds) and self.spool.complete(
+                study.id, study.generation
+            ):
                 metrics.STAGE_SECONDS.labels("assemble").observe(now - study.first_received)
-                audit.event("study", "study complete", study=audit.study_ref(study.study_uid), study_id=study.id,
-                            generation=study.generation, instances=len(instances))
+                audit.event(
+                    "study",
+                    "study complete",
+                    study=audit.study_ref(study.study_uid),
+                    study_id=study.id,
+                    generation=study.generation,
+                    instances=len(instances),
+                )
         for study in self.spool.studies(("pending",)):
             if study.next_dispatch_at <= now and self._claim(("study", study.id)):
                 self._dispatch_pool.submit(self._guarded, ("study", study.id), self._dispatch, study)
@@ -100,13 +107,25 @@ class Scheduler:
             results = {"sr": outcome.report}
             destinations = [destination.text for destination in self.settings.destination_list]
             if self.spool.store_result(study.id, study.generation, results, destinations):
-                audit.event("study", "study dispatched; result queued for export", study=ref, study_id=study.id,
-                            generation=study.generation, images=len(images), destinations=len(destinations))
+                audit.event(
+                    "study",
+                    "study dispatched; result queued for export",
+                    study=ref,
+                    study_id=study.id,
+                    generation=study.generation,
+                    images=len(images),
+                    destinations=len(destinations),
+                )
             return
         if outcome.refused:
             if self.spool.dispatch_failed(study.id, study.generation, outcome.error):
-                audit.event("study", "study refused by the inference service", study=ref, study_id=study.id,
-                            error=outcome.error)
+                audit.event(
+                    "study",
+                    "study refused by the inference service",
+                    study=ref,
+                    study_id=study.id,
+                    error=outcome.error,
+                )
             return
         self.spool.dispatch_retry(study.id, study.generation, outcome.retry_after_s or 0.0, outcome.error)
         LOG.warning("study %d: %s; retrying in %.1fs", study.id, outcome.error, outcome.retry_after_s or 0.0)
@@ -117,16 +136,31 @@ class Scheduler:
             outbox.send(Destination(export.destination), export.path, self.settings.ae_title)
         except (outbox.ExportError, OSError) as error:
             metrics.STAGE_SECONDS.labels("export").observe(time.monotonic() - started)
-            delay = backoff_seconds(export.attempts, self.settings.retry_base_seconds,
-                                    self.settings.export_max_backoff_seconds)
+            delay = backoff_seconds(
+                export.attempts, self.settings.retry_base_seconds, self.settings.export_max_backoff_seconds
+            )
             dead = self.spool.export_retry(export.id, delay, str(error), self.settings.export_max_attempts)
             metrics.EXPORTS.labels("dead_letter" if dead else "retry").inc()
-            audit.event("export", "export dead-lettered" if dead else "export failed; retrying",
-                        study_id=export.study_id, destination=export.destination, kind=export.kind,
-                        attempts=export.attempts + 1, error=str(error), retry_in_s=None if dead else round(delay, 1))
+            audit.event(
+                "export",
+                "export dead-lettered" if dead else "export failed; retrying",
+                study_id=export.study_id,
+                destination=export.destination,
+                kind=export.kind,
+                attempts=export.attempts + 1,
+                error=str(error),
+                retry_in_s=None if dead else round(delay, 1),
+            )
             return
         metrics.STAGE_SECONDS.labels("export").observe(time.monotonic() - started)
         self.spool.export_delivered(export.id)
         metrics.EXPORTS.labels("delivered").inc()
-        audit.event("export", "export delivered", study_id=export.study_id, destination=export.destination,
-                    kind=export.kind, attempts=export.attempts + 1, sop=audit.study_ref(export.sop_uid))
+        audit.event(
+            "export",
+            "export delivered",
+            study_id=export.study_id,
+            destination=export.destination,
+            kind=export.kind,
+            attempts=export.attempts + 1,
+            sop=audit.study_ref(export.sop_uid),
+        )

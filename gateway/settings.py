@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,9 @@ class GatewaySettings(BaseSettings):
             try:
                 title, host, _ = destination.dimse_address()
             except ValueError:
-                raise ValueError(f"destination {entry!r} is neither AE@host:port nor an http(s) URL") from None
+                raise ValueError(
+                    f"destination {entry!r} is neither AE@host:port nor an http(s) URL"
+                ) from None
             if not title or not host:
                 raise ValueError(f"destination {entry!r} is neither AE@host:port nor an http(s) URL")
         return value

@@ -1,13 +1,14 @@
 """The durable spool: received instances as files, every study's and export's state in SQLite (WAL).
 
-An instance is on disk (written to a temporary name, fsynced, renamed, directory fsynced) and its row committed
-before the C-STORE response or STOW-RS answer says it was stored, so a crash after that loses nothing. Every state
-change is one transaction, so a restarted gateway resumes each study where it was.
+An instance is on disk (written to a temporary name, fsynced, renamed, directory fsynced) and its row
+committed before the C-STORE response or STOW-RS answer says it was stored, so a crash after that loses
+nothing. Every state change is one transaction, so a restarted gateway resumes each study where it was.
 
-Study states: receiving -> pending (complete; waiting for, or being, dispatched) -> dispatched (SR in the spool,
-exports queued) -> exported (every destination has it); failed (the InferenceService refused the study: a 4xx);
-dead_letter (an export gave up after EXPORT_MAX_ATTEMPTS). An instance arriving for a study past `receiving` opens
-a new generation: the study is received again and re-run, and the new SR supersedes the earlier one.
+Study states: receiving -> pending (complete; waiting for, or being, dispatched) -> dispatched (SR in the
+spool, exports queued) -> exported (every destination has it); failed (the InferenceService refused the study:
+a 4xx); dead_letter (an export gave up after EXPORT_MAX_ATTEMPTS). An instance arriving for a study past
+`receiving` opens a new generation: the study is received again and re-run, and the new SR supersedes the
+earlier one.
 """
 
 from __future__ import annotations
@@ -189,11 +190,20 @@ class Spool:
         with self._lock:
             row = self._db.execute(
                 "SELECT (SELECT COALESCE(SUM(bytes), 0) FROM instances)"
-                " + (SELECT COALESCE(SUM(bytes), 0) FROM exports WHERE kind = 'sr' OR kind = 'sc')").fetchone()
+                " + (SELECT COALESCE(SUM(bytes), 0) FROM exports WHERE kind = 'sr' OR kind = 'sc')"
+            ).fetchone()
             return int(row[0]) + self._reserved
 
-    def store_instance(self, called_ae: str, study_uid: str, sop_uid: str, data: bytes, laterality: str = "",
-                       view: str = "", complete_now: bool = False) -> Received:
+    def store_instance(
+        self,
+        called_ae: str,
+        study_uid: str,
+        sop_uid: str,
+        data: bytes,
+        laterality: str = "",
+        view: str = "",
+        complete_now: bool = False,
+    ) -> Received:
         """Durably store one instance of study (called_ae, study_uid); a duplicate SOP Instance UID is not
         stored again. Raises SpoolFull past the study size limit or the spool quota."""
         now = time.time()
@@ -202,31 +212,38 @@ class Spool:
                 "SELECT s.id, (SELECT COUNT(*) FROM instances i WHERE i.study_id = s.id AND i.sop_uid = ?),"
                 " (SELECT COALESCE(SUM(bytes), 0) FROM instances i WHERE i.study_id = s.id)"
                 " FROM studies s WHERE s.called_ae = ? AND s.study_uid = ?",
-                (sop_uid, called_ae, study_uid)).fetchone()
+                (sop_uid, called_ae, study_uid),
+            ).fetchone()
             if row is not None and row[1]:
                 return Received(row[0], stored=False, reopened=False)
             study_bytes = row[2] if row is not None else 0
             if study_bytes + len(data) > self.max_study_bytes:
-                raise SpoolFull(f"the study would exceed the study size limit of {self.max_study_bytes} bytes")
+                raise SpoolFull(
+                    f"the study would exceed the study size limit of {self.max_study_bytes} bytes"
+                )
             if self.used_bytes() + len(data) > self.quota_bytes:
                 raise SpoolFull(f"the spool quota of {self.quota_bytes} bytes is reached")
             self._reserved += len(data)
         try:
-            path = (self.folder / "instances" / uid_key(f"{called_ae}|{study_uid}")
-                    / f"{uid_key(sop_uid)}.dcm")
+            path = self.folder / "instances" / uid_key(f"{called_ae}|{study_uid}") / f"{uid_key(sop_uid)}.dcm"
             write_durably(path, data)
             with self._transaction() as db:
-                row = db.execute("SELECT id, state FROM studies WHERE called_ae = ? AND study_uid = ?",
-                                 (called_ae, study_uid)).fetchone()
+                row = db.execute(
+                    "SELECT id, state FROM studies WHERE called_ae = ? AND study_uid = ?",
+                    (called_ae, study_uid),
+                ).fetchone()
                 if row is None:
                     study_id = db.execute(
                         "INSERT INTO studies (called_ae, study_uid, state, first_received, last_received)"
-                        " VALUES (?, ?, 'receiving', ?, ?)", (called_ae, study_uid, now, now)).lastrowid
+                        " VALUES (?, ?, 'receiving', ?, ?)",
+                        (called_ae, study_uid, now, now),
+                    ).lastrowid
                     state = "receiving"
                 else:
                     study_id, state = row["id"], row["state"]
                 inserted = db.execute(
-                    "INSERT OR IGNORE INTO instances (study_id, sop_uid, path, bytes, laterality, view, received_at)"
+                    "INSERT OR IGNORE INTO instances (study_id, sop_uid, path, bytes, laterality, view, "
+                    "received_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (study_id, sop_uid, str(path.relative_to(self.folder)), len(data), laterality, view, now),
                 ).rowcount
@@ -236,7 +253,8 @@ class Spool:
                         "UPDATE studies SET last_received = ?, complete_now = (complete_now AND ?) OR ?,"
                         " state = 'receiving', generation = generation + ?, dispatch_attempts = 0,"
                         " next_dispatch_at = 0, last_error = NULL WHERE id = ?",
-                        (now, int(not reopened), int(complete_now), int(reopened), study_id))
+                        (now, int(not reopened), int(complete_now), int(reopened), study_id),
+                    )
         finally:
             with self._lock:
                 self._reserved -= len(data)
@@ -244,7 +262,9 @@ class Spool:
 
     def mark_complete_now(self, study_id: int) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE studies SET complete_now = 1 WHERE id = ? AND state = 'receiving'", (study_id,))
+            db.execute(
+                "UPDATE studies SET complete_now = 1 WHERE id = ? AND state = 'receiving'", (study_id,)
+            )
 
     # --- queries -----------------------------------------------------------------------------------
     def study(self, study_id: int) -> Study | None:
@@ -255,8 +275,9 @@ class Spool:
     def studies(self, states: tuple[str, ...] = STATES, limit: int = 1000) -> list[Study]:
         marks = ",".join("?" * len(states))
         with self._lock:
-            rows = self._db.execute(f"SELECT * FROM studies WHERE state IN ({marks}) ORDER BY id LIMIT ?",
-                                    (*states, limit)).fetchall()
+            rows = self._db.execute(
+                f"SELECT * FROM studies WHERE state IN ({marks}) ORDER BY id LIMIT ?", (*states, limit)
+            ).fetchall()
         return [_study(row) for row in rows]
 
     def study_counts(self) -> dict[str, int]:
@@ -268,52 +289,83 @@ class Spool:
 
     def instances(self, study_id: int) -> list[Instance]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM instances WHERE study_id = ? ORDER BY received_at",
-                                    (study_id,)).fetchall()
-        return [Instance(row["sop_uid"], self.folder / row["path"], row["bytes"], row["laterality"], row["view"],
-                         row["received_at"]) for row in rows]
+            rows = self._db.execute(
+                "SELECT * FROM instances WHERE study_id = ? ORDER BY received_at", (study_id,)
+            ).fetchall()
+        return [
+            Instance(
+                row["sop_uid"],
+                self.folder / row["path"],
+                row["bytes"],
+                row["laterality"],
+                row["view"],
+                row["received_at"],
+            )
+            for row in rows
+        ]
 
     def exports(self, study_id: int) -> list[Export]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM exports WHERE study_id = ? ORDER BY id", (study_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT * FROM exports WHERE study_id = ? ORDER BY id", (study_id,)
+            ).fetchall()
         return [_export(row, self.folder) for row in rows]
 
     def due_exports(self, now: float, limit: int = 100) -> list[Export]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM exports WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at"
-                " LIMIT ?", (now, limit)).fetchall()
+                "SELECT * FROM exports WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY "
+                "next_attempt_at"
+                " LIMIT ?",
+                (now, limit),
+            ).fetchall()
         return [_export(row, self.folder) for row in rows]
 
     # --- state changes -----------------------------------------------------------------------------
     def complete(self, study_id: int, generation: int) -> bool:
         """receiving -> pending, unless an instance arrived meanwhile (a new generation)."""
         with self._transaction() as db:
-            return db.execute(
-                "UPDATE studies SET state = 'pending', completed_at = ? WHERE id = ? AND state = 'receiving'"
-                " AND generation = ?", (time.time(), study_id, generation)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE studies SET state = 'pending', completed_at = ? WHERE id = ? AND state = "
+                    "'receiving'"
+                    " AND generation = ?",
+                    (time.time(), study_id, generation),
+                ).rowcount
+                == 1
+            )
 
     def dispatch_retry(self, study_id: int, generation: int, delay_s: float, error: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE studies SET dispatch_attempts = dispatch_attempts + 1, next_dispatch_at = ?, last_error = ?"
+                "UPDATE studies SET dispatch_attempts = dispatch_attempts + 1, next_dispatch_at = ?, "
+                "last_error = ?"
                 " WHERE id = ? AND state = 'pending' AND generation = ?",
-                (time.time() + delay_s, error[:500], study_id, generation))
+                (time.time() + delay_s, error[:500], study_id, generation),
+            )
 
     def dispatch_failed(self, study_id: int, generation: int, error: str) -> bool:
         with self._transaction() as db:
-            return db.execute(
-                "UPDATE studies SET state = 'failed', last_error = ? WHERE id = ? AND state = 'pending'"
-                " AND generation = ?", (error[:500], study_id, generation)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE studies SET state = 'failed', last_error = ? WHERE id = ? AND state = 'pending'"
+                    " AND generation = ?",
+                    (error[:500], study_id, generation),
+                ).rowcount
+                == 1
+            )
 
-    def store_result(self, study_id: int, generation: int, results: dict[str, tuple[str, bytes]],
-                     destinations: list[str]) -> bool:
+    def store_result(
+        self, study_id: int, generation: int, results: dict[str, tuple[str, bytes]], destinations: list[str]
+    ) -> bool:
         """Keep the inference results (kind -> (SOP Instance UID, Part 10 bytes)) and queue one export per
-        destination and kind, in one transaction; pending -> dispatched (exported when there is nowhere to send).
-        False (nothing kept) when an instance arrived meanwhile: the new generation runs again."""
+        destination and kind, in one transaction; pending -> dispatched (exported when there is nowhere to
+        send). False (nothing kept) when an instance arrived meanwhile: the new generation runs again."""
         paths = {}
         for kind, (sop_uid, data) in results.items():
-            paths[kind] = self.folder / "results" / str(study_id) / f"{generation}-{kind}-{uid_key(sop_uid)}.dcm"
+            paths[kind] = (
+                self.folder / "results" / str(study_id) / f"{generation}-{kind}-{uid_key(sop_uid)}.dcm"
+            )
             write_durably(paths[kind], data)
         now = time.time()
         with self._transaction() as db:
@@ -321,23 +373,37 @@ class Spool:
             if current["state"] != "pending" or current["generation"] != generation:
                 return False
             # An earlier generation's result not delivered yet is superseded by this one.
-            db.execute("UPDATE exports SET state = 'superseded' WHERE study_id = ? AND state = 'queued'",
-                       (study_id,))
+            db.execute(
+                "UPDATE exports SET state = 'superseded' WHERE study_id = ? AND state = 'queued'", (study_id,)
+            )
             for destination in destinations:
                 for kind, (sop_uid, data) in results.items():
                     db.execute(
-                        "INSERT OR IGNORE INTO exports (study_id, generation, destination, kind, path, sop_uid,"
+                        "INSERT OR IGNORE INTO exports (study_id, generation, destination, kind, path, "
+                        "sop_uid,"
                         " bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (study_id, generation, destination, kind, str(paths[kind].relative_to(self.folder)),
-                         sop_uid, len(data), now))
+                        (
+                            study_id,
+                            generation,
+                            destination,
+                            kind,
+                            str(paths[kind].relative_to(self.folder)),
+                            sop_uid,
+                            len(data),
+                            now,
+                        ),
+                    )
             state = "dispatched" if destinations else "exported"
             db.execute("UPDATE studies SET state = ?, last_error = NULL WHERE id = ?", (state, study_id))
         return True
 
     def export_delivered(self, export_id: int) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE exports SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,"
-                       " last_error = NULL WHERE id = ? AND state = 'queued'", (time.time(), export_id))
+            db.execute(
+                "UPDATE exports SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE id = ? AND state = 'queued'",
+                (time.time(), export_id),
+            )
             self._settle(db, export_id)
 
     def export_retry(self, export_id: int, delay_s: float, error: str, max_attempts: int) -> bool:
@@ -349,7 +415,8 @@ class Spool:
             db.execute(
                 "UPDATE exports SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, state = ?"
                 " WHERE id = ? AND state = 'queued'",
-                (time.time() + delay_s, error[:500], "dead_letter" if dead else "queued", export_id))
+                (time.time() + delay_s, error[:500], "dead_letter" if dead else "queued", export_id),
+            )
             self._settle(db, export_id)
         return dead
 
@@ -358,39 +425,74 @@ class Spool:
         """The study's state from its current generation's exports: exported when all are delivered,
         dead_letter when one gave up."""
         row = db.execute("SELECT study_id, generation FROM exports WHERE id = ?", (export_id,)).fetchone()
-        states = {r[0] for r in db.execute("SELECT state FROM exports WHERE study_id = ? AND generation = ?",
-                                           (row["study_id"], row["generation"]))}
-        study_state = "dead_letter" if "dead_letter" in states else "exported" if states == {"delivered"} else None
+        states = {
+            r[0]
+            for r in db.execute(
+                "SELECT state FROM exports WHERE study_id = ? AND generation = ?",
+                (row["study_id"], row["generation"]),
+            )
+        }
+        study_state = (
+            "dead_letter" if "dead_letter" in states else "exported" if states == {"delivered"} else None
+        )
         if study_state:
-            db.execute("UPDATE studies SET state = ? WHERE id = ? AND state = 'dispatched' AND generation = ?",
-                       (study_state, row["study_id"], row["generation"]))
+            db.execute(
+                "UPDATE studies SET state = ? WHERE id = ? AND state = 'dispatched' AND generation = ?",
+                (study_state, row["study_id"], row["generation"]),
+            )
 
     def retry(self, study_id: int) -> str | None:
-        """Operator's retry: a failed study is dispatched again; a dead-lettered one's exports are queued again
-        (with the same SR). The new state, or None when the study is neither failed nor dead-lettered."""
+        """Operator's retry: a failed study is dispatched again; a dead-lettered one's exports are queued
+        again (with the same SR). The new state, or None when the study is neither failed nor dead-lettered."""
         with self._transaction() as db:
             row = db.execute("SELECT state, generation FROM studies WHERE id = ?", (study_id,)).fetchone()
             if row is None:
                 return None
             if row["state"] == "failed":
-                db.execute("UPDATE studies SET state = 'pending', dispatch_attempts = 0, next_dispatch_at = 0"
-                           " WHERE id = ?", (study_id,))
+                db.execute(
+                    "UPDATE studies SET state = 'pending', dispatch_attempts = 0, next_dispatch_at = 0"
+                    " WHERE id = ?",
+                    (study_id,),
+                )
                 return "pending"
             if row["state"] == "dead_letter":
-                db.execute("UPDATE exports SET state = 'queued', attempts = 0, next_attempt_at = 0"
-                           " WHERE study_id = ? AND generation = ? AND state = 'dead_letter'",
-                           (study_id, row["generation"]))
+                db.execute(
+                    "UPDATE exports SET state = 'queued', attempts = 0, next_attempt_at = 0"
+                    " WHERE study_id = ? AND generation = ? AND state = 'dead_letter'",
+                    (study_id, row["generation"]),
+                )
                 db.execute("UPDATE studies SET state = 'dispatched' WHERE id = ?", (study_id,))
                 return "dispatched"
         return None
 
 
 def _study(row: sqlite3.Row) -> Study:
-    return Study(row["id"], row["called_ae"], row["study_uid"], row["state"], row["generation"],
-                 bool(row["complete_now"]), row["first_received"], row["last_received"], row["dispatch_attempts"],
-                 row["next_dispatch_at"], row["completed_at"], row["last_error"])
+    return Study(
+        row["id"],
+        row["called_ae"],
+        row["study_uid"],
+        row["state"],
+        row["generation"],
+        bool(row["complete_now"]),
+        row["first_received"],
+        row["last_received"],
+        row["dispatch_attempts"],
+        row["next_dispatch_at"],
+        row["completed_at"],
+        row["last_error"],
+    )
 
 
 def _export(row: sqlite3.Row, folder: Path) -> Export:
-    return Export(row["id"], row["study_id"], row["generation"], row["destination"], row["kind"],
-                  folder / row["path"], row["sop_uid"], row["attempts"], row["state"], row["last_error"])
+    return Export(
+        row["id"],
+        row["study_id"],
+        row["generation"],
+        row["destination"],
+        row["kind"],
+        folder / row["path"],
+        row["sop_uid"],
+        row["attempts"],
+        row["state"],
+        row["last_error"],
+    )

@@ -13,19 +13,34 @@ from .spool import STATES, uid_key
 def _study_view(spool, study) -> dict:
     exports = spool.exports(study.id)
     return {
-        "id": study.id, "study": uid_key(study.study_uid), "called_ae": study.called_ae, "state": study.state,
-        "generation": study.generation, "instances": len(spool.instances(study.id)),
-        "dispatch_attempts": study.dispatch_attempts, "last_error": study.last_error,
-        "exports": [{"destination": e.destination, "kind": e.kind, "generation": e.generation, "state": e.state,
-                     "attempts": e.attempts, "last_error": e.last_error} for e in exports],
+        "id": study.id,
+        "study": uid_key(study.study_uid),
+        "called_ae": study.called_ae,
+        "state": study.state,
+        "generation": study.generation,
+        "instances": len(spool.instances(study.id)),
+        "dispatch_attempts": study.dispatch_attempts,
+        "last_error": study.last_error,
+        "exports": [
+            {
+                "destination": e.destination,
+                "kind": e.kind,
+                "generation": e.generation,
+                "state": e.state,
+                "attempts": e.attempts,
+                "last_error": e.last_error,
+            }
+            for e in exports
+        ],
     }
 
 
 async def list_studies(request: Request) -> JSONResponse:
     """GET /api/studies?state=pending,failed (default: every state but exported)."""
     spool = request.app.state.gateway.spool
-    wanted = tuple(s for s in request.query_params.get("state", "").split(",") if s) \
-        or tuple(s for s in STATES if s != "exported")
+    wanted = tuple(s for s in request.query_params.get("state", "").split(",") if s) or tuple(
+        s for s in STATES if s != "exported"
+    )
     unknown = sorted(set(wanted) - set(STATES))
     if unknown:
         return JSONResponse({"error": f"unknown state(s) {unknown}; one of {list(STATES)}"}, status_code=400)
@@ -33,7 +48,8 @@ async def list_studies(request: Request) -> JSONResponse:
 
 
 async def retry_study(request: Request) -> JSONResponse:
-    """POST /api/studies/{id}/retry: a failed study is dispatched again, a dead-lettered one exported again."""
+    """POST /api/studies/{id}/retry: a failed study is dispatched again, a dead-lettered one exported
+    again."""
     gateway = request.app.state.gateway
     try:
         study_id = int(request.path_params["study_id"])
@@ -44,8 +60,13 @@ async def retry_study(request: Request) -> JSONResponse:
         return JSONResponse({"error": f"no study {study_id}"}, status_code=404)
     state = gateway.spool.retry(study_id)
     if state is None:
-        return JSONResponse({"error": f"study {study_id} is {study.state}; only failed or dead_letter studies "
-                                      "can be retried"}, status_code=409)
+        return JSONResponse(
+            {
+                "error": f"study {study_id} is {study.state}; only failed or dead_letter studies "
+                "can be retried"
+            },
+            status_code=409,
+        )
     audit.event("study", "retry requested by an operator", study_id=study_id, state=state)
     gateway.wake.set()
     return JSONResponse(_study_view(gateway.spool, gateway.spool.study(study_id)))
@@ -61,5 +82,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     problems = request.app.state.gateway.problems()
-    return JSONResponse({"status": "ready" if not problems else "not ready", "problems": problems},
-                        status_code=200 if not problems else 503)
+    return JSONResponse(
+        {"status": "ready" if not problems else "not ready", "problems": problems},
+        status_code=200 if not problems else 503,
+    )

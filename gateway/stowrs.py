@@ -40,16 +40,21 @@ class StowError(Exception):
 def dicom_parts(content_type: str, body: bytes) -> list[bytes]:
     """The `application/dicom` parts of a multipart/related body (email's MIME parser reads it)."""
     if not content_type.lower().startswith("multipart/related"):
-        raise StowError(415, f"Content-Type must be multipart/related; type=\"application/dicom\", "
-                             f"got {content_type[:60]!r}")
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1")
-                                                  + b"\r\n\r\n" + body)
+        raise StowError(
+            415,
+            f'Content-Type must be multipart/related; type="application/dicom", got {content_type[:60]!r}',
+        )
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise StowError(400, "the multipart/related body has no parts (check the boundary)")
     parts = []
     for index, part in enumerate(message.iter_parts()):
         if part.get_content_type() != "application/dicom":
-            raise StowError(415, f"part {index} is {part.get_content_type()}, only application/dicom is stored")
+            raise StowError(
+                415, f"part {index} is {part.get_content_type()}, only application/dicom is stored"
+            )
         parts.append(part.get_payload(decode=True) or b"")
     if not parts:
         raise StowError(400, "the multipart/related body has no parts")
@@ -57,14 +62,18 @@ def dicom_parts(content_type: str, body: bytes) -> list[bytes]:
 
 
 def _item(sop_class: str, sop_uid: str, failure: int | None = None) -> dict:
-    item = {"00081150": {"vr": "UI", "Value": [sop_class]} if sop_class else {"vr": "UI"},
-            "00081155": {"vr": "UI", "Value": [sop_uid]} if sop_uid else {"vr": "UI"}}
+    item = {
+        "00081150": {"vr": "UI", "Value": [sop_class]} if sop_class else {"vr": "UI"},
+        "00081155": {"vr": "UI", "Value": [sop_uid]} if sop_uid else {"vr": "UI"},
+    }
     if failure is not None:
         item["00081197"] = {"vr": "US", "Value": [failure]}
     return item
 
 
-def store_request(spool: Spool, called_ae: str, content_type: str, body: bytes) -> tuple[int, dict, int | None]:
+def store_request(
+    spool: Spool, called_ae: str, content_type: str, body: bytes
+) -> tuple[int, dict, int | None]:
     """Store one STOW-RS request: (HTTP status, store response, study id or None)."""
     stored: list[dict] = []
     failed: list[dict] = []
@@ -92,9 +101,13 @@ def store_request(spool: Spool, called_ae: str, content_type: str, body: bytes) 
         if reason is None:
             try:
                 received = spool.store_instance(
-                    called_ae, study_uid, sop_uid, data,
+                    called_ae,
+                    study_uid,
+                    sop_uid,
+                    data,
                     str(dataset.get("ImageLaterality", dataset.get("Laterality", ""))).strip().upper(),
-                    str(dataset.get("ViewPosition", "")).strip().upper())
+                    str(dataset.get("ViewPosition", "")).strip().upper(),
+                )
             except SpoolFull:
                 reason, label = OUT_OF_RESOURCES, "out_of_resources"
             except OSError:
@@ -122,14 +135,24 @@ async def stow_endpoint(request: Request) -> JSONResponse:
     gateway = request.app.state.gateway
     length = int(request.headers.get("content-length") or 0)
     if length > gateway.settings.max_study_bytes:
-        return JSONResponse({"error": f"the request is larger than the study size limit "
-                                      f"({gateway.settings.max_study_bytes} bytes)"}, status_code=413)
+        return JSONResponse(
+            {
+                "error": f"the request is larger than the study size limit "
+                f"({gateway.settings.max_study_bytes} bytes)"
+            },
+            status_code=413,
+        )
     body = await request.body()
     if len(body) > gateway.settings.max_study_bytes:
         return JSONResponse({"error": "the request is larger than the study size limit"}, status_code=413)
     try:
-        status, answer, study_id = await _in_thread(store_request, gateway.spool, gateway.settings.ae_title,
-                                                    request.headers.get("content-type", ""), body)
+        status, answer, study_id = await _in_thread(
+            store_request,
+            gateway.spool,
+            gateway.settings.ae_title,
+            request.headers.get("content-type", ""),
+            body,
+        )
     except StowError as error:
         return JSONResponse({"error": str(error)}, status_code=error.status)
     if study_id is not None:

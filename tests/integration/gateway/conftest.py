@@ -32,15 +32,22 @@ def require_binary(name: str, package: str) -> str:
 
 
 class GatewayProcess:
-    """`python -m gateway` with DUET_GATEWAY_* settings, on free ports; kill() is SIGKILL, start() restarts it on
-    the same spool and ports."""
+    """`python -m gateway` with DUET_GATEWAY_* settings, on free ports; kill() is SIGKILL, start() restarts
+    it on the same spool and ports."""
 
     def __init__(self, run_dir: Path, **settings: object) -> None:
         self.run_dir = run_dir
         self.port, self.http_port = free_ports(2)
-        self.settings = {"AE_TITLE": "DUET", "HOST": "127.0.0.1", "PORT": self.port, "HTTP_PORT": self.http_port,
-                         "SPOOL_DIR": run_dir / "spool", "STABLE_SECONDS": 2, "RETRY_BASE_SECONDS": 0.5,
-                         **settings}
+        self.settings = {
+            "AE_TITLE": "DUET",
+            "HOST": "127.0.0.1",
+            "PORT": self.port,
+            "HTTP_PORT": self.http_port,
+            "SPOOL_DIR": run_dir / "spool",
+            "STABLE_SECONDS": 2,
+            "RETRY_BASE_SECONDS": 0.5,
+            **settings,
+        }
         self.process: subprocess.Popen | None = None
         self.log = run_dir / "gateway.log"
 
@@ -49,16 +56,22 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self, timeout_s: float = 30) -> GatewayProcess:
-        env = {**os.environ, "PYTHONPATH": str(ROOT),
-               **{f"DUET_GATEWAY_{key}": str(value) for key, value in self.settings.items()}}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            **{f"DUET_GATEWAY_{key}": str(value) for key, value in self.settings.items()},
+        }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=ROOT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"gateway exited with {self.process.returncode}: {self.log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.http}/readyz", timeout=1).status_code == 200:
                     return self
@@ -81,7 +94,11 @@ class GatewayProcess:
                 self.kill()
 
     def studies(self, state: str = "") -> list[dict]:
-        params = {"state": state} if state else {"state": "receiving,pending,dispatched,exported,failed,dead_letter"}
+        params = (
+            {"state": state}
+            if state
+            else {"state": "receiving,pending,dispatched,exported,failed,dead_letter"}
+        )
         return httpx.get(f"{self.http}/api/studies", params=params, timeout=5).json()["studies"]
 
     def wait_for(self, state: str, count: int = 1, timeout_s: float = 120) -> list[dict]:
@@ -91,8 +108,10 @@ class GatewayProcess:
             if len(studies) >= count:
                 return studies
             time.sleep(0.2)
-        raise AssertionError(f"not {count} studies {state} after {timeout_s}s: {self.studies()}\n"
-                             f"{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"not {count} studies {state} after {timeout_s}s: {self.studies()}\n"
+            f"{self.log.read_text()[-3000:]}"
+        )
 
     def metrics(self) -> str:
         return httpx.get(f"{self.http}/metrics", timeout=5).text
@@ -115,12 +134,29 @@ class StoreSCP:
     def start(self) -> StoreSCP:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [require_binary("storescp", "dcmtk"), "-aet", self.ae_title, "+xa", "+uf", "-od", str(self.folder),
-             str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                require_binary("storescp", "dcmtk"),
+                "-aet",
+                self.ae_title,
+                "+xa",
+                "+uf",
+                "-od",
+                str(self.folder),
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if subprocess.run(["echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)],
-                              check=False, capture_output=True).returncode == 0:
+            if (
+                subprocess.run(
+                    ["echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)],
+                    check=False,
+                    capture_output=True,
+                ).returncode
+                == 0
+            ):
                 return self
             time.sleep(0.1)
         raise RuntimeError("storescp did not start")
@@ -139,22 +175,43 @@ class StoreSCP:
             if len(self.received()) >= count:
                 return self.received()
             time.sleep(0.2)
-        raise AssertionError(f"{len(self.received())} objects at the destination after {timeout_s}s, "
-                             f"expected {count}")
+        raise AssertionError(
+            f"{len(self.received())} objects at the destination after {timeout_s}s, expected {count}"
+        )
 
 
-def storescu(gateway_port: int, files: list[Path], calling_ae: str = "MODALITY", called_ae: str = "DUET",
-             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def storescu(
+    gateway_port: int,
+    files: list[Path],
+    calling_ae: str = "MODALITY",
+    called_ae: str = "DUET",
+    extra: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [require_binary("storescu", "dcmtk"), "-aet", calling_ae, "-aec", called_ae, *extra, "127.0.0.1",
-         str(gateway_port), *map(str, files)], check=False, capture_output=True, text=True,
-        timeout=120)
+        [
+            require_binary("storescu", "dcmtk"),
+            "-aet",
+            calling_ae,
+            "-aec",
+            called_ae,
+            *extra,
+            "127.0.0.1",
+            str(gateway_port),
+            *map(str, files),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="session")
 def mammography_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The mammography transformer and the ONNX Runtime predictor, started as `duet up` starts them."""
-    stack = start_stack(tmp_path_factory.mktemp("gateway-stack"), "onnxruntime", require_built(("mammography",)))
+    stack = start_stack(
+        tmp_path_factory.mktemp("gateway-stack"), "onnxruntime", require_built(("mammography",))
+    )
     try:
         yield stack
     finally:
@@ -220,15 +277,24 @@ class Orthanc:
             pytest.skip("Orthanc's DICOMweb plugin not installed (Debian package orthanc-dicomweb)")
         self.folder.mkdir(parents=True, exist_ok=True)
         config = {
-            "Name": "duet-test", "StorageDirectory": str(self.folder / "storage"),
-            "IndexDirectory": str(self.folder / "index"), "DicomAet": self.ae_title, "DicomPort": self.port,
-            "HttpPort": self.http_port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "Plugins": [str(plugin)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "Name": "duet-test",
+            "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "index"),
+            "DicomAet": self.ae_title,
+            "DicomPort": self.port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [str(plugin)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "DicomModalities": {name: [ae, "127.0.0.1", port] for name, (ae, port) in modalities.items()},
         }
         (self.folder / "orthanc.json").write_text(json.dumps(config))
-        self.process = subprocess.Popen([binary, str(self.folder / "orthanc.json")], stdout=subprocess.DEVNULL,
-                                        stderr=(self.folder / "orthanc.log").open("wb"))
+        self.process = subprocess.Popen(
+            [binary, str(self.folder / "orthanc.json")],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.folder / "orthanc.log").open("wb"),
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

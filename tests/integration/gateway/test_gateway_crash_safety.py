@@ -1,6 +1,6 @@
-"""Nothing lost across a crash: the gateway process is killed with SIGKILL at each stage and restarted on the same
-spool; the study completes and its SR reaches the destination exactly once. Also: a destination that is down when
-the result is ready gets it once after it comes back."""
+"""Nothing lost across a crash: the gateway process is killed with SIGKILL at each stage and restarted on the
+same spool; the study completes and its SR reaches the destination exactly once. Also: a destination that is
+down when the result is ready gets it once after it comes back."""
 
 from __future__ import annotations
 
@@ -24,8 +24,12 @@ def _single_sr(destination, study_files) -> None:
 
 
 def test_sigkill_while_half_received(mammography_stack, gateway_factory, destination, study_files):
-    gateway = gateway_factory(INFERENCE_URL=mammography_stack.transformer_http, ALLOWED_CALLING_AES="MODALITY",
-                              DESTINATIONS=destination.destination, STABLE_SECONDS=600).start()
+    gateway = gateway_factory(
+        INFERENCE_URL=mammography_stack.transformer_http,
+        ALLOWED_CALLING_AES="MODALITY",
+        DESTINATIONS=destination.destination,
+        STABLE_SECONDS=600,
+    ).start()
     assert storescu(gateway.port, study_files[:2]).returncode == 0
     gateway.kill()
     gateway.start()
@@ -38,9 +42,13 @@ def test_sigkill_while_half_received(mammography_stack, gateway_factory, destina
 
 
 def test_sigkill_while_dispatching_to_a_busy_inference_service(
-        mammography_stack, gateway_factory, destination, study_files):
-    gateway = gateway_factory(INFERENCE_URL=mammography_stack.transformer_http, ALLOWED_CALLING_AES="MODALITY",
-                              DESTINATIONS=destination.destination).start()
+    mammography_stack, gateway_factory, destination, study_files
+):
+    gateway = gateway_factory(
+        INFERENCE_URL=mammography_stack.transformer_http,
+        ALLOWED_CALLING_AES="MODALITY",
+        DESTINATIONS=destination.destination,
+    ).start()
     mammography_stack.stop_predictor()  # the transformer answers 503 + Retry-After meanwhile
     try:
         assert storescu(gateway.port, study_files).returncode == 0
@@ -57,10 +65,15 @@ def test_sigkill_while_dispatching_to_a_busy_inference_service(
 
 
 def test_destination_down_then_up_and_sigkill_before_export(
-        mammography_stack, gateway_factory, destination, study_files):
+    mammography_stack, gateway_factory, destination, study_files
+):
     destination.stop()
-    gateway = gateway_factory(INFERENCE_URL=mammography_stack.transformer_http, ALLOWED_CALLING_AES="MODALITY",
-                              DESTINATIONS=destination.destination, EXPORT_MAX_BACKOFF_SECONDS=1).start()
+    gateway = gateway_factory(
+        INFERENCE_URL=mammography_stack.transformer_http,
+        ALLOWED_CALLING_AES="MODALITY",
+        DESTINATIONS=destination.destination,
+        EXPORT_MAX_BACKOFF_SECONDS=1,
+    ).start()
     assert storescu(gateway.port, study_files).returncode == 0
     deadline = time.monotonic() + 120
     while not [s for s in gateway.studies("dispatched") if s["exports"][0]["attempts"] >= 2]:
@@ -76,13 +89,18 @@ def test_destination_down_then_up_and_sigkill_before_export(
 
 
 def test_an_export_that_never_succeeds_is_dead_lettered_and_can_be_retried(
-        mammography_stack, gateway_factory, destination, study_files):
+    mammography_stack, gateway_factory, destination, study_files
+):
     import httpx
 
     destination.stop()
-    gateway = gateway_factory(INFERENCE_URL=mammography_stack.transformer_http, ALLOWED_CALLING_AES="MODALITY",
-                              DESTINATIONS=destination.destination, EXPORT_MAX_ATTEMPTS=2,
-                              EXPORT_MAX_BACKOFF_SECONDS=0.5).start()
+    gateway = gateway_factory(
+        INFERENCE_URL=mammography_stack.transformer_http,
+        ALLOWED_CALLING_AES="MODALITY",
+        DESTINATIONS=destination.destination,
+        EXPORT_MAX_ATTEMPTS=2,
+        EXPORT_MAX_BACKOFF_SECONDS=0.5,
+    ).start()
     assert storescu(gateway.port, study_files).returncode == 0
     (study,) = gateway.wait_for("dead_letter")
     assert "association" in study["exports"][0]["last_error"]

@@ -26,21 +26,28 @@ def check_sr(path: Path, study_files: list[Path]) -> None:
         ref.ReferencedSOPInstanceUID
         for study in sr.CurrentRequestedProcedureEvidenceSequence
         for series in study.ReferencedSeriesSequence
-        for ref in series.ReferencedSOPSequence}
+        for ref in series.ReferencedSOPSequence
+    }
     assert referenced == {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in study_files}
-    verify = subprocess.run([require_binary("dciodvfy", "dicom3tools"), str(path)], check=False, capture_output=True,
-                            text=True)
+    verify = subprocess.run(
+        [require_binary("dciodvfy", "dicom3tools"), str(path)], check=False, capture_output=True, text=True
+    )
     errors = [line for line in (verify.stdout + verify.stderr).splitlines() if line.startswith("Error")]
     assert not errors, errors
-    dump = subprocess.run([require_binary("dsrdump", "dcmtk"), str(path)], check=False, capture_output=True,
-                          text=True)
+    dump = subprocess.run(
+        [require_binary("dsrdump", "dcmtk"), str(path)], check=False, capture_output=True, text=True
+    )
     assert dump.returncode == 0, dump.stderr
     assert "Imaging Measurement Report" in dump.stdout
 
 
 def test_four_view_study_comes_back_as_one_sr(mammography_stack, gateway_factory, destination, study_files):
-    gateway = gateway_factory(INFERENCE_URL=mammography_stack.transformer_http, ALLOWED_CALLING_AES="MODALITY",
-                              DESTINATIONS=destination.destination, STABLE_SECONDS=600).start()
+    gateway = gateway_factory(
+        INFERENCE_URL=mammography_stack.transformer_http,
+        ALLOWED_CALLING_AES="MODALITY",
+        DESTINATIONS=destination.destination,
+        STABLE_SECONDS=600,
+    ).start()
     sent = storescu(gateway.port, study_files, extra=("-xv",))
     assert sent.returncode == 0, sent.stderr
     # The 4 screening views complete the study at once: no waiting out the 600 s quiet period.
@@ -52,9 +59,14 @@ def test_four_view_study_comes_back_as_one_sr(mammography_stack, gateway_factory
 
 
 def test_a_study_split_over_two_associations_with_duplicates_is_one_job(
-        mammography_stack, gateway_factory, destination, study_files):
-    gateway = gateway_factory(INFERENCE_URL=mammography_stack.transformer_http, ALLOWED_CALLING_AES="MODALITY",
-                              DESTINATIONS=destination.destination, STABLE_SECONDS=3).start()
+    mammography_stack, gateway_factory, destination, study_files
+):
+    gateway = gateway_factory(
+        INFERENCE_URL=mammography_stack.transformer_http,
+        ALLOWED_CALLING_AES="MODALITY",
+        DESTINATIONS=destination.destination,
+        STABLE_SECONDS=3,
+    ).start()
     assert storescu(gateway.port, study_files[:2]).returncode == 0
     # The second association repeats one instance (a resend after a timeout, say) and brings one more view.
     assert storescu(gateway.port, study_files[1:3]).returncode == 0
@@ -62,8 +74,12 @@ def test_a_study_split_over_two_associations_with_duplicates_is_one_job(
     (study,) = gateway.wait_for("exported")
     assert study["instances"] == 3
     assert len(gateway.studies()) == 1
-    referenced = {ref.ReferencedSOPInstanceUID for s in dcmread(sr_file).CurrentRequestedProcedureEvidenceSequence
-                  for series in s.ReferencedSeriesSequence for ref in series.ReferencedSOPSequence}
+    referenced = {
+        ref.ReferencedSOPInstanceUID
+        for s in dcmread(sr_file).CurrentRequestedProcedureEvidenceSequence
+        for series in s.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
     assert referenced == {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in study_files[:3]}
     assert 'duet_gateway_instances_received_total{transport="dimse"} 3.0' in gateway.metrics()
 
@@ -72,13 +88,16 @@ def test_unknown_calling_ae_is_refused(gateway_factory, study_files):
     gateway = gateway_factory(ALLOWED_CALLING_AES="MODALITY@127.0.0.1,OTHER@10.9.9.9").start()
     echo = [require_binary("echoscu", "dcmtk"), "-aec", "DUET", "127.0.0.1", str(gateway.port)]
     assert subprocess.run([*echo[:1], "-aet", "MODALITY", *echo[1:]], check=False).returncode == 0
-    refused = subprocess.run([*echo[:1], "-aet", "STRANGER", *echo[1:]], check=False, capture_output=True,
-                             text=True)
+    refused = subprocess.run(
+        [*echo[:1], "-aet", "STRANGER", *echo[1:]], check=False, capture_output=True, text=True
+    )
     assert refused.returncode != 0
     assert "Calling AE Title Not Recognized" in refused.stdout + refused.stderr
     # An allowed title from another host than its entry names is refused too.
-    assert subprocess.run([*echo[:1], "-aet", "OTHER", *echo[1:]], check=False,
-                          capture_output=True).returncode != 0
+    assert (
+        subprocess.run([*echo[:1], "-aet", "OTHER", *echo[1:]], check=False, capture_output=True).returncode
+        != 0
+    )
     assert storescu(gateway.port, study_files[:1], calling_ae="STRANGER").returncode != 0
     assert gateway.studies() == []
     assert 'duet_gateway_associations_total{outcome="rejected"} 3.0' in gateway.metrics()

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.integration
 def test_the_local_stack_runs_the_gateway_end_to_end(tmp_path: Path, destination, study_files):
     http, grpc, t_http, t_grpc, t_metrics, dimse, gateway_http = free_ports(7)
     config = StackConfig(
-        model_repository=model_repository(), run_dir=tmp_path / "run", http_port=http, grpc_port=grpc,
-        triton=TritonPorts(t_http, t_grpc, t_metrics), predictor="onnxruntime",
+        model_repository=model_repository(),
+        run_dir=tmp_path / "run",
+        http_port=http,
+        grpc_port=grpc,
+        triton=TritonPorts(t_http, t_grpc, t_metrics),
+        predictor="onnxruntime",
         models=require_built(("mammography",)),
         gateway=LocalGatewayConfig("DUET", dimse, gateway_http, {"DESTINATIONS": destination.destination}),
     )
@@ -33,8 +37,9 @@ def test_the_local_stack_runs_the_gateway_end_to_end(tmp_path: Path, destination
         (sr_file,) = destination.wait_for(1)
         assert dcmread(sr_file).Modality == "SR"
         deadline = time.monotonic() + 30
-        while not httpx.get(f"{stack.gateway_http}/api/studies", params={"state": "exported"},
-                            timeout=5).json()["studies"]:
+        while not httpx.get(
+            f"{stack.gateway_http}/api/studies", params={"state": "exported"}, timeout=5
+        ).json()["studies"]:
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert (tmp_path / "run" / "gateway" / "spool" / "spool.sqlite3").exists()

@@ -36,12 +36,18 @@ def test_stow_rs_stores_one_study_and_names_what_it_refused(gateway_factory, stu
 
 def test_stow_rs_refuses_a_body_that_is_not_multipart_related(gateway_factory, study_files):
     gateway = gateway_factory().start()
-    answer = httpx.post(f"{gateway.http}/studies", content=Path(study_files[0]).read_bytes(),
-                        headers={"Content-Type": "application/dicom"})
+    answer = httpx.post(
+        f"{gateway.http}/studies",
+        content=Path(study_files[0]).read_bytes(),
+        headers={"Content-Type": "application/dicom"},
+    )
     assert answer.status_code == 415
     assert "multipart/related" in answer.json()["error"]
-    answer = httpx.post(f"{gateway.http}/studies", content=b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n",
-                        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'})
+    answer = httpx.post(
+        f"{gateway.http}/studies",
+        content=b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n",
+        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'},
+    )
     assert answer.status_code == 415
     assert "text/plain" in answer.json()["error"]
     assert gateway.studies() == []

@@ -1,5 +1,5 @@
-"""The gateway's settings under `duet up`: the stack decides host, ports and inference URL; the environment may
-set the spool and the allow-list."""
+"""The gateway's settings under `duet up`: the stack decides host, ports and inference URL; the environment
+may set the spool and the allow-list."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from gateway.settings import GatewaySettings
 
 
 def test_defaults_under_duet_up(monkeypatch) -> None:
-    env = environment(LocalGatewayConfig(port=11112, http_port=8090), "127.0.0.1", "http://127.0.0.1:8080",
-                      Path("/run"), environ={})
+    env = environment(
+        LocalGatewayConfig(port=11112, http_port=8090),
+        "127.0.0.1",
+        "http://127.0.0.1:8080",
+        Path("/run"),
+        environ={},
+    )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = GatewaySettings()
@@ -23,8 +28,13 @@ def test_defaults_under_duet_up(monkeypatch) -> None:
 
 def test_an_allow_list_and_spool_from_the_environment_are_kept() -> None:
     environ = {"DUET_GATEWAY_ALLOWED_CALLING_AES": "CT1", "DUET_GATEWAY_SPOOL_DIR": "/data/spool"}
-    env = environment(LocalGatewayConfig(settings={"DESTINATIONS": "PACS@127.0.0.1:104"}), "127.0.0.1",
-                      "http://127.0.0.1:8080", Path("/run"), environ=environ)
+    env = environment(
+        LocalGatewayConfig(settings={"DESTINATIONS": "PACS@127.0.0.1:104"}),
+        "127.0.0.1",
+        "http://127.0.0.1:8080",
+        Path("/run"),
+        environ=environ,
+    )
     assert env["DUET_GATEWAY_ALLOW_ANY_CALLING_AE"] == "false"
     assert "DUET_GATEWAY_SPOOL_DIR" not in env
     assert env["DUET_GATEWAY_DESTINATIONS"] == "PACS@127.0.0.1:104"

@@ -64,8 +64,16 @@ def test_completion_rules() -> None:
 
 def test_image_selection_keeps_the_latest_of_each_view_in_hanging_order() -> None:
     old_lcc, new_lcc = _instance("L", "CC", 1), _instance("L", "CC", 5)
-    chosen = select_images([_instance("R", "MLO", 2), old_lcc, _instance("R", "CC", 3), new_lcc,
-                            _instance("L", "MLO", 4), _instance("", "", 6)])
+    chosen = select_images(
+        [
+            _instance("R", "MLO", 2),
+            old_lcc,
+            _instance("R", "CC", 3),
+            new_lcc,
+            _instance("L", "MLO", 4),
+            _instance("", "", 6),
+        ]
+    )
     assert [(i.laterality, i.view) for i in chosen] == [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
     assert chosen[0] is new_lcc
 
