@@ -443,7 +443,8 @@ class Spool:
 
     def retry(self, study_id: int) -> str | None:
         """Operator's retry: a failed study is dispatched again; a dead-lettered one's exports are queued
-        again (with the same SR). The new state, or None when the study is neither failed nor dead-lettered."""
+        again (with the same SR). The new state, or None when the study is neither failed nor
+        dead-lettered."""
         with self._transaction() as db:
             row = db.execute("SELECT state, generation FROM studies WHERE id = ?", (study_id,)).fetchone()
             if row is None:
