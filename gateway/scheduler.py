@@ -33,6 +33,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_purge = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gateway-scheduler", daemon=True)
@@ -57,8 +58,13 @@ class Scheduler:
             self.wake.clear()
 
     def step(self) -> None:
-        """One pass: complete studies, start due dispatches and exports."""
+        """One pass: complete studies, start due dispatches and exports, now and then purge old studies."""
         now = time.time()
+        if now - self._last_purge >= 60:
+            self._last_purge = now
+            purged = self.spool.purge_exported(now - self.settings.retain_seconds)
+            if purged:
+                audit.event("gateway", "exported studies purged from the spool", studies=purged)
         for study in self.spool.studies(("receiving",)):
             instances = self.spool.instances(study.id)
             if is_complete(study, instances, now, self.settings.stable_seconds) and self.spool.complete(

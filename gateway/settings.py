@@ -78,6 +78,7 @@ class GatewaySettings(BaseSettings):
     retry_base_seconds: float = 2.0
     scheduler_interval_seconds: float = 0.2
     dispatch_concurrency: int = 4
+    retain_seconds: float = 7 * 24 * 3600.0  # exported studies are forgotten after this
     export_concurrency: int = 4
 
     @field_validator("allowed_calling_aes", "destinations", mode="before")

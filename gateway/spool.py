@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -440,6 +441,27 @@ class Spool:
                 "UPDATE studies SET state = ? WHERE id = ? AND state = 'dispatched' AND generation = ?",
                 (study_state, row["study_id"], row["generation"]),
             )
+
+    def purge_exported(self, older_than: float) -> int:
+        """Forget studies exported whose last instance arrived before `older_than` (a time): their files and
+        rows. An instance of such a study arriving later starts a new study. The number purged."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, called_ae, study_uid FROM studies WHERE state = 'exported' AND last_received < ?",
+                (older_than,),
+            ).fetchall()
+        for row in rows:
+            with self._transaction() as db:
+                for table in ("instances", "exports"):
+                    db.execute(f"DELETE FROM {table} WHERE study_id = ?", (row["id"],))
+                db.execute("DELETE FROM studies WHERE id = ?", (row["id"],))
+            # Files go after the rows: a crash in between leaves files no row points to, never the reverse.
+            for folder in (
+                self.folder / "instances" / uid_key(f"{row['called_ae']}|{row['study_uid']}"),
+                self.folder / "results" / str(row["id"]),
+            ):
+                shutil.rmtree(folder, ignore_errors=True)
+        return len(rows)
 
     def retry(self, study_id: int) -> str | None:
         """Operator's retry: a failed study is dispatched again; a dead-lettered one's exports are queued

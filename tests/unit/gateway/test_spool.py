@@ -95,3 +95,17 @@ def test_operator_retry_of_a_failed_study(tmp_path: Path) -> None:
     assert spool.study(study_id).last_error == "422: not a mammogram"
     assert spool.retry(study_id) == "pending"
     assert spool.retry(study_id) is None
+
+
+def test_exported_studies_are_purged_after_retention(tmp_path: Path) -> None:
+    spool = make_spool(tmp_path)
+    study_id = spool.store_instance("DUET", "1", "1.1", b"a").study_id
+    spool.complete(study_id, 1)
+    spool.store_result(study_id, 1, {"sr": ("9.9", b"sr")}, [])
+    kept = spool.store_instance("DUET", "2", "2.1", b"b").study_id
+    instance_file = spool.instances(study_id)[0].path
+    assert spool.purge_exported(older_than=0) == 0
+    assert spool.purge_exported(older_than=1e12) == 1
+    assert spool.study(study_id) is None and not instance_file.exists()
+    assert spool.study(kept) is not None
+    assert spool.used_bytes() == 1
