@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
+import numpy as np
 import tritonclient.http as httpclient
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
@@ -26,7 +27,17 @@ from .spool import Instance
 # The transformer takes 1 to 4 images of one study (docs/api.md).
 MAX_IMAGES = 4
 HANGING_ORDER = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
+FINDING_OUTPUTS = ("boxes", "labels", "image_index")
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The boxes (original pixels), their labels and source image indices (for the Secondary Capture)."""
+
+    boxes: np.ndarray
+    labels: list[str]
+    image_index: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class Outcome:
     `retry_after_s`, or a refusal (`refused`: the study will not be run again without an operator)."""
 
     report: tuple[str, bytes] | None = None
+    findings: Findings | None = None
     retry_after_s: float | None = None
     refused: bool = False
     error: str = ""
@@ -89,10 +101,11 @@ class Dispatcher:
     def close(self) -> None:
         self.client.close()
 
-    def run(self, images: list[bytes], attempts: int) -> Outcome:
+    def run(self, images: list[bytes], attempts: int, findings: bool = False) -> Outcome:
+        """One v2 call; `findings`: also ask for the boxes (for the Secondary Capture)."""
         body, headers = request_body(
             [bytes_input("dicom", images)],
-            outputs=["report"],
+            outputs=["report", *(FINDING_OUTPUTS if findings else ())],
             parameters={"report": "sr"},
             binary_outputs=True,
         )
@@ -121,7 +134,14 @@ class Dispatcher:
         )
         report = bytes(result.as_numpy("report")[0])
         sop_uid = str(dcmread(DicomBytesIO(report), stop_before_pixels=True).SOPInstanceUID)
-        return Outcome(report=(sop_uid, report))
+        found = None
+        if findings:
+            found = Findings(
+                boxes=result.as_numpy("boxes").reshape(-1, 4),
+                labels=[label.decode() for label in result.as_numpy("labels")],
+                image_index=result.as_numpy("image_index"),
+            )
+        return Outcome(report=(sop_uid, report), findings=found)
 
 
 def _error_message(response: httpx.Response) -> str:

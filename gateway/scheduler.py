@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import audit, metrics, outbox
 from .assembly import is_complete
+from .capture import secondary_captures
 from .dispatch import Dispatcher, backoff_seconds, select_images
 from .settings import Destination, GatewaySettings
 from .spool import Export, Spool, Study
@@ -106,11 +107,16 @@ class Scheduler:
     def _dispatch(self, study: Study) -> None:
         images = select_images(self.spool.instances(study.id))
         started = time.monotonic()
-        outcome = self.dispatcher.run([image.path.read_bytes() for image in images], study.dispatch_attempts)
+        sources = [image.path.read_bytes() for image in images]
+        capture = self.settings.secondary_capture
+        outcome = self.dispatcher.run(sources, study.dispatch_attempts, findings=capture)
         metrics.STAGE_SECONDS.labels("dispatch").observe(time.monotonic() - started)
         ref = audit.study_ref(study.study_uid)
         if outcome.report is not None:
             results = {"sr": outcome.report}
+            if capture and outcome.findings is not None:
+                findings = outcome.findings
+                results |= secondary_captures(sources, findings.boxes, findings.labels, findings.image_index)
             destinations = [destination.text for destination in self.settings.destination_list]
             if self.spool.store_result(study.id, study.generation, results, destinations):
                 audit.event(

@@ -191,7 +191,7 @@ class Spool:
         with self._lock:
             row = self._db.execute(
                 "SELECT (SELECT COALESCE(SUM(bytes), 0) FROM instances)"
-                " + (SELECT COALESCE(SUM(bytes), 0) FROM exports WHERE kind = 'sr' OR kind = 'sc')"
+                " + (SELECT COALESCE(SUM(bytes), 0) FROM (SELECT DISTINCT path, bytes FROM exports))"
             ).fetchone()
             return int(row[0]) + self._reserved
 

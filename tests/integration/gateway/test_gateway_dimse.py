@@ -41,17 +41,23 @@ def check_sr(path: Path, study_files: list[Path]) -> None:
     assert "Imaging Measurement Report" in dump.stdout
 
 
-def test_four_view_study_comes_back_as_one_sr(mammography_stack, gateway_factory, destination, study_files):
+def test_four_view_study_comes_back_as_sr_and_secondary_captures(
+    mammography_stack, gateway_factory, destination, study_files
+):
     gateway = gateway_factory(
         INFERENCE_URL=mammography_stack.transformer_http,
         ALLOWED_CALLING_AES="MODALITY",
         DESTINATIONS=destination.destination,
         STABLE_SECONDS=600,
+        SECONDARY_CAPTURE="true",
     ).start()
     sent = storescu(gateway.port, study_files, extra=("-xv",))
     assert sent.returncode == 0, sent.stderr
     # The 4 screening views complete the study at once: no waiting out the 600 s quiet period.
-    (sr_file,) = destination.wait_for(1, timeout_s=120)
+    received = destination.wait_for(5, timeout_s=120)
+    modalities = sorted(dcmread(path, stop_before_pixels=True).Modality for path in received)
+    assert modalities == ["OT", "OT", "OT", "OT", "SR"]
+    (sr_file,) = [path for path in received if dcmread(path, stop_before_pixels=True).Modality == "SR"]
     check_sr(sr_file, study_files)
     (study,) = gateway.wait_for("exported")
     assert study["instances"] == 4
