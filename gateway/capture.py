@@ -36,7 +36,7 @@ def _display(pixels: np.ndarray, dataset) -> np.ndarray:
 def _draw_box(rgb: np.ndarray, box: Sequence[float], colour: tuple[int, int, int]) -> None:
     rows, columns = rgb.shape[:2]
     thickness = max(2, min(rows, columns) // 300)
-    x_min, y_min, x_max, y_max = (int(round(v)) for v in box)
+    x_min, y_min, x_max, y_max = (round(float(v)) for v in box)
     x_min, x_max = np.clip([x_min, x_max], 0, columns - 1)
     y_min, y_max = np.clip([y_min, y_max], 0, rows - 1)
     rgb[y_min : y_min + thickness, x_min : x_max + 1] = colour
