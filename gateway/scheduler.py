@@ -45,8 +45,9 @@ class Scheduler:
         self.wake.set()
         if self._thread is not None:
             self._thread.join()
-        self._dispatch_pool.shutdown(wait=True, cancel_futures=True)
-        self._export_pool.shutdown(wait=True, cancel_futures=True)
+        # In-flight calls are not waited for: their outcome is not recorded, so they are repeated after a restart.
+        self._dispatch_pool.shutdown(wait=False, cancel_futures=True)
+        self._export_pool.shutdown(wait=False, cancel_futures=True)
         self.dispatcher.close()
 
     def _run(self) -> None:

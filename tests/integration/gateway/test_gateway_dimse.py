@@ -61,6 +61,17 @@ def test_four_view_study_comes_back_as_sr_and_secondary_captures(
     check_sr(sr_file, study_files)
     (study,) = gateway.wait_for("exported")
     assert study["instances"] == 4
+    # No patient data in the gateway's log (the synthetic patients have random names, IDs and birth dates).
+    log = gateway.log.read_text()
+    patient = dcmread(study_files[0], stop_before_pixels=True)
+    for value in (
+        str(patient.PatientName),
+        patient.PatientID,
+        patient.PatientBirthDate,
+        patient.StudyInstanceUID,
+    ):
+        assert value not in log
+    assert '"audit": "export"' in log and '"audit": "association"' in log
     assert 'duet_gateway_instances_received_total{transport="dimse"} 4.0' in gateway.metrics()
 
 
