@@ -2,8 +2,8 @@
 neither SR nor its overlays (`SECONDARY_CAPTURE=true`).
 
 One RGB SC per image sent to the model (highdicom's SCImage, patient and study copied from the source, a new
-series 9002), the image's own VOI applied, boxes drawn in the source's stored pixels: red for a malignant mass,
-yellow for a benign one, cyan for a calcification cluster.
+series 9002), the image's own VOI applied, boxes drawn in the source's stored pixels: red for a malignant
+mass, yellow for a benign one, cyan for a calcification cluster.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Scheduler:
         self.wake.set()
         if self._thread is not None:
             self._thread.join()
-        # In-flight calls are not waited for: their outcome is not recorded, so they are repeated after a restart.
+        # In-flight calls are not waited for: their outcome is not recorded, so a restart repeats them.
         self._dispatch_pool.shutdown(wait=False, cancel_futures=True)
         self._export_pool.shutdown(wait=False, cancel_futures=True)
         self.dispatcher.close()
