@@ -37,6 +37,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     # pynetdicom logs every PDU and dataset summary at INFO/DEBUG (the latter may hold patient attributes).
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def event(kind: str, message: str, **fields: object) -> None:

@@ -19,7 +19,7 @@ import tritonclient.http as httpclient
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 
-from duet.v2 import bytes_input, request_body
+from duet.v2 import BINARY, bytes_input
 
 from .settings import GatewaySettings
 from .spool import Instance
@@ -103,12 +103,14 @@ class Dispatcher:
 
     def run(self, images: list[bytes], attempts: int, findings: bool = False) -> Outcome:
         """One v2 call; `findings`: also ask for the boxes (for the Secondary Capture)."""
-        body, headers = request_body(
-            [bytes_input("dicom", images)],
-            outputs=["report", *(FINDING_OUTPUTS if findings else ())],
-            parameters={"report": "sr"},
-            binary_outputs=True,
+        # The SR comes in the binary extension; the findings as JSON, since the transformer fails to send an empty
+        # tensor (a study without findings) in the binary extension (a 500).
+        requested = [httpclient.InferRequestedOutput("report", binary_data=True)]
+        requested += [httpclient.InferRequestedOutput(name, binary_data=False) for name in FINDING_OUTPUTS] * findings
+        body, json_size = httpclient.InferenceServerClient.generate_request_body(
+            [bytes_input("dicom", images)], outputs=requested, parameters={"report": "sr"}
         )
+        headers = {"Content-Type": BINARY, "Inference-Header-Content-Length": str(json_size)}
         fallback = backoff_seconds(
             attempts, self.settings.retry_base_seconds, self.settings.dispatch_max_backoff_seconds
         )
@@ -121,7 +123,10 @@ class Dispatcher:
         if response.status_code in RETRIED_STATUSES:
             hinted = retry_after_seconds(response.headers.get("Retry-After"))
             delay = fallback if hinted is None else hinted + random.uniform(0, 1)
-            return Outcome(retry_after_s=delay, error=f"inference service answered {response.status_code}")
+            return Outcome(
+                retry_after_s=delay,
+                error=f"inference service answered {response.status_code}: {_error_message(response)}",
+            )
         if response.status_code != 200:
             return Outcome(
                 refused=True,
