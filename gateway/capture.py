@@ -70,11 +70,14 @@ def secondary_captures(
             sop_instance_uid=generate_uid(),
             instance_number=index + 1,
             manufacturer="duet",
-            patient_orientation=tuple(orientation) if orientation and len(orientation) == 2 else ("A", "R"),
+            # highdicom takes single-letter directions only; the source's own (an MLO's "FR") are set below.
+            patient_orientation=("A", "R"),
             laterality=str(source.get("ImageLaterality", "")) or None,
             transfer_syntax_uid=ExplicitVRLittleEndian,
         )
         capture.SeriesDescription = "duet findings (burned in)"
+        if orientation and len(orientation) == 2:
+            capture.PatientOrientation = list(orientation)
         buffer = BytesIO()
         capture.save_as(buffer, enforce_file_format=True)
         captures[f"sc{index}"] = (str(capture.SOPInstanceUID), buffer.getvalue())

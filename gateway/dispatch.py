@@ -103,10 +103,11 @@ class Dispatcher:
 
     def run(self, images: list[bytes], attempts: int, findings: bool = False) -> Outcome:
         """One v2 call; `findings`: also ask for the boxes (for the Secondary Capture)."""
-        # The SR comes in the binary extension; the findings as JSON, since the transformer fails to send an empty
-        # tensor (a study without findings) in the binary extension (a 500).
+        # The SR comes in the binary extension; the findings as JSON, since the transformer fails to send an
+        # empty tensor (a study without findings) in the binary extension (a 500).
         requested = [httpclient.InferRequestedOutput("report", binary_data=True)]
-        requested += [httpclient.InferRequestedOutput(name, binary_data=False) for name in FINDING_OUTPUTS] * findings
+        if findings:
+            requested += [httpclient.InferRequestedOutput(name, binary_data=False) for name in FINDING_OUTPUTS]
         body, json_size = httpclient.InferenceServerClient.generate_request_body(
             [bytes_input("dicom", images)], outputs=requested, parameters={"report": "sr"}
         )

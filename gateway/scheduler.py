@@ -106,6 +106,19 @@ class Scheduler:
             self.wake.set()
 
     def _dispatch(self, study: Study) -> None:
+        try:
+            self._dispatch_once(study)
+        except Exception as error:
+            # A bug or a spool problem must not spin: the study waits like a busy service's would.
+            settings = self.settings
+            delay = backoff_seconds(
+                study.dispatch_attempts, settings.retry_base_seconds, settings.dispatch_max_backoff_seconds
+            )
+            error_text = f"internal error: {type(error).__name__}"
+            self.spool.dispatch_retry(study.id, study.generation, delay, error_text)
+            raise
+
+    def _dispatch_once(self, study: Study) -> None:
         images = select_images(self.spool.instances(study.id))
         started = time.monotonic()
         sources = [image.path.read_bytes() for image in images]

@@ -17,11 +17,12 @@ from gateway.capture import COLOURS, secondary_captures
 
 
 def test_findings_are_burned_into_a_valid_secondary_capture(tmp_path: Path) -> None:
-    study = synth_study(11, images=2)
+    study = synth_study(11, images=3)  # the third is an MLO (PatientOrientation A\FR)
     sources = [image.to_bytes() for image in study]
     boxes = np.array([[40, 50, 140, 170], [10, 10, 60, 60]], dtype=np.float32)
     captures = secondary_captures(sources, boxes, ["malignant_mass", "calcification"], np.array([1, 1]))
-    assert sorted(captures) == ["sc0", "sc1"]
+    assert sorted(captures) == ["sc0", "sc1", "sc2"]
+    assert list(dcmread(BytesIO(captures["sc2"][1])).PatientOrientation) == ["A", "FR"]
     uid, data = captures["sc1"]
     capture = dcmread(BytesIO(data))
     source = study[1].dataset
