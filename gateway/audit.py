@@ -40,9 +40,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def event(kind: str, message: str, **fields: object) -> None:
+def event(category: str, message: str, /, **fields: object) -> None:
     """One audit event; `fields` must hold no patient data (pass UIDs through `study_ref`)."""
-    AUDIT.info(message, extra={"fields": {"audit": kind, **fields}})
+    AUDIT.info(message, extra={"fields": {"audit": category, **fields}})
 
 
 def study_ref(study_uid: str) -> str:

@@ -85,3 +85,14 @@ def test_backoff_grows_to_its_cap_and_retry_after_is_read() -> None:
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+
+
+def test_audit_events_are_json_lines_with_their_fields(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from gateway.audit import JsonFormatter, event
+
+    with caplog.at_level("INFO", logger="duet.gateway.audit"):
+        event("export", "export delivered", kind="sr", attempts=1, destination="PACS@h:104")
+    entry = json.loads(JsonFormatter().format(caplog.records[-1]))
+    assert entry["audit"] == "export" and entry["kind"] == "sr" and entry["attempts"] == 1
