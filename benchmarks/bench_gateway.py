@@ -47,6 +47,7 @@ from duet.v2 import bytes_input, request_body
 def send_study(port: int, study: list[bytes]) -> float:
     """C-STORE one study over one association; the monotonic time of the last C-STORE response."""
     ae = AE(ae_title="BENCH")
+    ae.maximum_pdu_size = 4 * 1024 * 1024
     ae.add_requested_context(DigitalMammographyXRayImageStorageForPresentation)
     association = ae.associate("127.0.0.1", port, ae_title="DUET")
     assert association.is_established, "association refused"
@@ -68,6 +69,18 @@ def direct_v2(url: str, study: list[bytes]) -> float:
     response = httpx.post(f"{url}/v2/models/mammography/infer", content=body, headers=headers, timeout=600)
     response.raise_for_status()
     return time.monotonic() - started
+
+
+def stage_means(metrics_text: str) -> dict[str, float]:
+    """Mean seconds per stage from duet_gateway_stage_seconds (over the whole run)."""
+    sums, counts = {}, {}
+    for line in metrics_text.splitlines():
+        for suffix, into in (("_sum", sums), ("_count", counts)):
+            prefix = f"duet_gateway_stage_seconds{suffix}{{stage=\""
+            if line.startswith(prefix):
+                stage = line[len(prefix) :].split('"', 1)[0]
+                into[stage] = float(line.rsplit(" ", 1)[1])
+    return {stage: sums[stage] / counts[stage] for stage in sums if counts.get(stage)}
 
 
 def wait_for_files(folder: Path, count: int, timeout_s: float = 600) -> float:
@@ -172,6 +185,7 @@ def main() -> None:
                 gateway_rate = len(batch) / (time.monotonic() - started) * 60
                 cpu_per_study = (sum(gateway_process.cpu_times()[:2]) - cpu_before) / len(batch)
                 predictor = stack.predictor_kind
+                stages = stage_means(httpx.get(f"{stack.gateway_http}/metrics", timeout=10).text)
         finally:
             pacs.terminate()
             pacs.wait()
@@ -206,6 +220,9 @@ def main() -> None:
         ),
         f"| gateway CPU per study | | {cpu_per_study:.2f} s | |",
         f"| gateway peak RSS over the throughput run | | {memory.peak / 2**20:.0f} MiB | |",
+        "| gateway stages, mean over the run | | "
+        + ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in sorted(stages.items()))
+        + " | |",
         "",
     ]
     text = "\n".join(lines)

@@ -37,6 +37,7 @@ def _c_store(destination: Destination, path: Path, calling_ae: str, timeout_s: f
     title, host, port = destination.dimse_address()
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae.maximum_pdu_size = 4 * 1024 * 1024
     syntaxes = list(
         dict.fromkeys([dataset.file_meta.TransferSyntaxUID, ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     )

@@ -76,7 +76,7 @@ class GatewaySettings(BaseSettings):
     export_max_backoff_seconds: float = 1800.0
     dispatch_max_backoff_seconds: float = 300.0
     retry_base_seconds: float = 2.0
-    scheduler_interval_seconds: float = 0.2
+    scheduler_interval_seconds: float = 0.1
     dispatch_concurrency: int = 4
     retain_seconds: float = 7 * 24 * 3600.0  # exported studies are forgotten after this
     export_concurrency: int = 4
