@@ -205,7 +205,7 @@ class DimseServer:
                 event.assoc.acceptor.ae_title.strip(),
                 study_uid,
                 sop_uid,
-                bytes(event.encoded_dataset()),
+                event.encoded_dataset(),
                 laterality,
                 view,
             )

@@ -156,3 +156,40 @@ def test_past_the_study_size_limit_the_status_is_out_of_resources(gateway_factor
     (study,) = gateway.studies()
     assert study["instances"] == 2
     assert 'duet_gateway_instances_refused_total{reason="out_of_resources"} 1.0' in gateway.metrics()
+
+
+def test_past_max_associations_a_new_association_is_rejected(gateway_factory):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    gateway = gateway_factory(ALLOWED_CALLING_AES="MODALITY", MAX_ASSOCIATIONS=1).start()
+    scu = AE(ae_title="MODALITY")
+    scu.add_requested_context(Verification)
+    held = scu.associate("127.0.0.1", gateway.port, ae_title="DUET")
+    try:
+        assert held.is_established
+        second = subprocess.run(
+            [
+                require_binary("echoscu", "dcmtk"),
+                "-aet",
+                "MODALITY",
+                "-aec",
+                "DUET",
+                "127.0.0.1",
+                str(gateway.port),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert second.returncode != 0
+        assert "Local Limit Exceeded" in second.stdout + second.stderr
+    finally:
+        held.release()
+    assert (
+        subprocess.run(
+            ["echoscu", "-aet", "MODALITY", "-aec", "DUET", "127.0.0.1", str(gateway.port)], check=False
+        ).returncode
+        == 0
+    )
+    assert 'duet_gateway_associations_total{outcome="rejected"} 1.0' in gateway.metrics()
