@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
+from pydantic import ValidationError
 
 from .app import Gateway, http_app
 from .audit import configure_logging
@@ -11,7 +12,11 @@ from .settings import GatewaySettings
 
 def main() -> None:
     configure_logging()
-    settings = GatewaySettings()
+    try:
+        settings = GatewaySettings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise SystemExit(f"invalid DUET_GATEWAY_* setting: {problems}") from None
     gateway = Gateway(settings)
     gateway.start()
     try:
