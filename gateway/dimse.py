@@ -92,6 +92,8 @@ class DimseServer:
         for sop_class in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
         self.servers: list[ThreadedAssociationServer] = []
+        self._open: set[int] = set()
+        self._lock = threading.Lock()
 
     def handlers(self) -> list[tuple]:
         return [
@@ -160,6 +162,8 @@ class DimseServer:
             event.assoc.kill()
 
     def _established(self, event: evt.Event) -> None:
+        with self._lock:
+            self._open.add(id(event.assoc))
         metrics.ASSOCIATIONS.labels("accepted").inc()
         metrics.ASSOCIATIONS_ACTIVE.inc()
         audit.event(
@@ -171,6 +175,11 @@ class DimseServer:
         )
 
     def _closed(self, event: evt.Event) -> None:
+        # Released or aborted: only associations that were established count (a rejected one may abort too).
+        with self._lock:
+            if id(event.assoc) not in self._open:
+                return
+            self._open.discard(id(event.assoc))
         metrics.ASSOCIATIONS_ACTIVE.dec()
 
     def _rejected(self, event: evt.Event) -> None:

@@ -4,6 +4,7 @@ stack behind it."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,8 @@ def test_past_max_associations_a_new_association_is_rejected(gateway_factory):
         == 0
     )
     assert 'duet_gateway_associations_total{outcome="rejected"} 1.0' in gateway.metrics()
+    # The rejected association never counted as open: the gauge is back at 0 once the others are released.
+    deadline = time.monotonic() + 10
+    while "duet_gateway_associations_active 0.0" not in gateway.metrics():
+        assert time.monotonic() < deadline, gateway.metrics()
+        time.sleep(0.1)
