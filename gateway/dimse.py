@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import ssl
+import tempfile
 import threading
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     HTJ2K,
@@ -32,6 +34,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -92,6 +95,11 @@ class DimseServer:
         for sop_class in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
         self.servers: list[ThreadedAssociationServer] = []
+        # Received data sets go to a file in the spool's file system as they arrive, not to memory: an instance
+        # of any size costs disk, never RAM, and is then moved into place. pynetdicom names the file with the
+        # process-wide temporary folder; this process is the gateway, so that folder is the spool's.
+        pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
+        tempfile.tempdir = str(spool.incoming)
         self._open: set[int] = set()
         self._lock = threading.Lock()
 
@@ -198,7 +206,8 @@ class DimseServer:
 
     def _store(self, event: evt.Event) -> int | Dataset:
         try:
-            dataset = event.dataset
+            incoming = event.dataset_path
+            dataset = dcmread(incoming, stop_before_pixels=True)
             study_uid = str(dataset.get("StudyInstanceUID", "")).strip()
             sop_uid = str(dataset.get("SOPInstanceUID", "")).strip()
             laterality = str(dataset.get("ImageLaterality", dataset.get("Laterality", ""))).strip().upper()
@@ -214,7 +223,7 @@ class DimseServer:
                 event.assoc.acceptor.ae_title.strip(),
                 study_uid,
                 sop_uid,
-                event.encoded_dataset(),
+                incoming,
                 laterality,
                 view,
             )

@@ -149,6 +149,24 @@ def write_durably(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def move_durably(source: Path, path: Path) -> None:
+    """Move `source` (on the same file system) to `path` so that it survives a crash: fsync, rename, fsync of
+    the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, path)
+    _fsync_folder(path.parent)
+
+
 class Spool:
     """The spool folder and its SQLite database; safe to use from several threads."""
 
@@ -166,9 +184,18 @@ class Spool:
         self._reserved = 0  # bytes being written right now (admitted, not yet committed)
         self._clean_temporaries()
 
+    @property
+    def incoming(self) -> Path:
+        """Where instances are received before they are stored (same file system as the spool)."""
+        return self.folder / "incoming"
+
     def _clean_temporaries(self) -> None:
-        # Left by a crash between write and rename: never acknowledged, so the sender sends them again.
+        # Left by a crash between write and rename, or by an association aborted mid-transfer: never
+        # acknowledged, so the sender sends them again.
         for leftover in self.folder.glob("**/.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        for leftover in self.incoming.iterdir():
             leftover.unlink(missing_ok=True)
 
     @contextmanager
@@ -200,14 +227,16 @@ class Spool:
         called_ae: str,
         study_uid: str,
         sop_uid: str,
-        data: bytes,
+        data: bytes | Path,
         laterality: str = "",
         view: str = "",
         complete_now: bool = False,
     ) -> Received:
-        """Durably store one instance of study (called_ae, study_uid); a duplicate SOP Instance UID is not
-        stored again. Raises SpoolFull past the study size limit or the spool quota."""
+        """Durably store one instance of study (called_ae, study_uid): its Part 10 bytes, or a Part 10 file in
+        the spool's `incoming` folder (moved, not copied). A duplicate SOP Instance UID is not stored again.
+        Raises SpoolFull past the study size limit or the spool quota."""
         now = time.time()
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
         with self._lock:
             row = self._db.execute(
                 "SELECT s.id, (SELECT COUNT(*) FROM instances i WHERE i.study_id = s.id AND i.sop_uid = ?),"
@@ -218,16 +247,19 @@ class Spool:
             if row is not None and row[1]:
                 return Received(row[0], stored=False, reopened=False)
             study_bytes = row[2] if row is not None else 0
-            if study_bytes + len(data) > self.max_study_bytes:
+            if study_bytes + size > self.max_study_bytes:
                 raise SpoolFull(
                     f"the study would exceed the study size limit of {self.max_study_bytes} bytes"
                 )
-            if self.used_bytes() + len(data) > self.quota_bytes:
+            if self.used_bytes() + size > self.quota_bytes:
                 raise SpoolFull(f"the spool quota of {self.quota_bytes} bytes is reached")
-            self._reserved += len(data)
+            self._reserved += size
         try:
             path = self.folder / "instances" / uid_key(f"{called_ae}|{study_uid}") / f"{uid_key(sop_uid)}.dcm"
-            write_durably(path, data)
+            if isinstance(data, Path):
+                move_durably(data, path)
+            else:
+                write_durably(path, data)
             with self._transaction() as db:
                 row = db.execute(
                     "SELECT id, state FROM studies WHERE called_ae = ? AND study_uid = ?",
@@ -246,7 +278,7 @@ class Spool:
                     "INSERT OR IGNORE INTO instances (study_id, sop_uid, path, bytes, laterality, view, "
                     "received_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (study_id, sop_uid, str(path.relative_to(self.folder)), len(data), laterality, view, now),
+                    (study_id, sop_uid, str(path.relative_to(self.folder)), size, laterality, view, now),
                 ).rowcount
                 reopened = bool(inserted) and state != "receiving"
                 if inserted:
@@ -258,7 +290,7 @@ class Spool:
                     )
         finally:
             with self._lock:
-                self._reserved -= len(data)
+                self._reserved -= size
         return Received(study_id, stored=bool(inserted), reopened=reopened)
 
     def mark_complete_now(self, study_id: int) -> None:

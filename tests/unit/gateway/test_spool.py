@@ -109,3 +109,21 @@ def test_exported_studies_are_purged_after_retention(tmp_path: Path) -> None:
     assert spool.study(study_id) is None and not instance_file.exists()
     assert spool.study(kept) is not None
     assert spool.used_bytes() == 1
+
+
+def test_a_received_file_is_moved_into_the_spool(tmp_path: Path) -> None:
+    spool = make_spool(tmp_path)
+    incoming = spool.incoming / "received.dcm"
+    incoming.write_bytes(b"y" * 300)
+    received = spool.store_instance("DUET", "1", "1.1", incoming, "R", "MLO")
+    assert received.stored and not incoming.exists()
+    (instance,) = spool.instances(received.study_id)
+    assert instance.path.read_bytes() == b"y" * 300 and instance.bytes == 300
+    assert spool.used_bytes() == 300
+
+
+def test_leftovers_of_an_aborted_transfer_are_removed_at_start(tmp_path: Path) -> None:
+    spool = make_spool(tmp_path)
+    (spool.incoming / "tmpabc.dcm").write_bytes(b"partial")
+    spool.close()
+    assert list(make_spool(tmp_path).incoming.iterdir()) == []
