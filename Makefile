@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := serve,local,cpu,build,dev,loadtest
+EXTRAS := serve,local,cpu,build,dev,loadtest,gateway
 STAMP := $(VENV)/.installed
 
 .PHONY: up test models bench loadtest chart lint clean
@@ -49,7 +49,7 @@ chart: $(STAMP)
 	$(BIN)/pytest -q tests/chart
 
 lint: $(STAMP)
-	$(BIN)/ruff check duet transformers_pre predictors loadtests tests
+	$(BIN)/ruff check duet transformers_pre predictors loadtests gateway tests
 
 clean:
 	rm -rf .duet

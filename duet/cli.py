@@ -150,10 +150,19 @@ def up(
         None, envvar="DUET_ARTIFACT_PUBLIC_KEY", dir_okay=False,
         help="Verify the model repository's signature with this public key (default: the development key)."),
     verify_artifacts: bool = typer.Option(True, help="Check digests and signature before any predictor starts."),
+    gateway: bool = typer.Option(True, "--gateway/--no-gateway", envvar="DUET_GATEWAY",
+                                 help="Also run the DICOM gateway (C-STORE/STOW-RS in, SR back; docs/gateway.md)."),
+    gateway_ae_title: str = typer.Option("DUET", envvar="DUET_GATEWAY_AE_TITLE", help="The gateway's AE title."),
+    gateway_port: int = typer.Option(11112, envvar="DUET_GATEWAY_PORT", help="The gateway's DIMSE port."),
+    gateway_http_port: int = typer.Option(8090, envvar="DUET_GATEWAY_HTTP_PORT",
+                                          help="The gateway's STOW-RS, status API and metrics port."),
+    gateway_destination: list[str] = typer.Option(
+        [], "--gateway-destination", help="Where SRs go: AE@host:port (C-STORE) or a DICOMweb URL; repeatable."),
 ) -> None:
     """Run the local stack on 127.0.0.1 until Ctrl-C or SIGTERM: Triton + the mammography and sentiment
     transformers, each restarted with backoff if it dies. On a terminal, warnings and errors are shown in colour;
     otherwise every child's log line is passed through as one JSON object per line."""
+    from .local.gateway import LocalGatewayConfig
     from .local.stack import LocalStack, StackConfig, StackError
     from .local.triton import TritonPorts
 
@@ -168,10 +177,14 @@ def up(
         tensorrt=tensorrt, max_request_bytes=max_request_bytes,
         extra_env={"DUET_BEARER_TOKEN": bearer_token} if bearer_token else {},
         verify_artifacts=verify_artifacts, artifact_public_key=artifact_public_key,
+        gateway=LocalGatewayConfig(
+            gateway_ae_title, gateway_port, gateway_http_port,
+            {"DESTINATIONS": ",".join(gateway_destination)} if gateway_destination else {},
+        ) if gateway and "mammography" in model else None,
     )
     stack = LocalStack(config, say=lambda message: output.event("warning", message), log=output.event)
     # The dict fills in as the children start; their files append across runs, so only this run's lines count.
-    earlier = {name: config.run_dir / f"{name}.log" for name in ("predictor", "transformer")}
+    earlier = {name: config.run_dir / f"{name}.log" for name in ("predictor", "transformer", "gateway")}
     follower = LogFollower(stack.logs, output, {name: p.stat().st_size for name, p in earlier.items() if p.exists()})
     stopping = threading.Event()
     # SIGHUP too: a closed terminal or ssh session must stop the stack in order, not orphan its children
@@ -297,13 +310,16 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
         output.event("info", "duet is up", predictor=stack.predictor_kind, models=stack.models,
                      transformer_http=stack.transformer_http, transformer_grpc=stack.transformer_grpc,
                      triton_http=stack.triton_http, triton_grpc=stack.triton_grpc, run_dir=str(stack.config.run_dir),
-                     **({"prometheus": prom.url} if prom else {}))
+                     **({"prometheus": prom.url} if prom else {}), **_gateway_endpoints(stack))
         return
     console.print(f"[green]duet is up[/] (predictor: {stack.predictor_kind}, models: {', '.join(stack.models)})")
     console.print(f"  transformers  REST {stack.transformer_http}   gRPC {stack.transformer_grpc}")
     console.print(f"  triton        REST {stack.triton_http}   gRPC {stack.triton_grpc}   metrics {stack.triton_metrics}")
     if prom:
         console.print(f"  prometheus    {prom.url}")
+    if stack.config.gateway:
+        endpoints = _gateway_endpoints(stack)
+        console.print(f"  gateway       DIMSE {endpoints['gateway_dimse']}   STOW-RS {endpoints['gateway_stow']}")
     console.print(f"  logs          {stack.config.run_dir}")
     if "sentiment" in stack.models:
         console.print("\nTry:\n  curl -s " + stack.transformer_http + "/v2/models/sentiment/infer -H 'content-type: application/json' "
@@ -312,6 +328,22 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
     if "mammography" in stack.models:
         console.print("  duet dicom synth --out /tmp/study && duet infer mammography /tmp/study/*.dcm")
     console.print("\nCtrl-C stops everything.")
+
+
+def _gateway_endpoints(stack) -> dict[str, str]:
+    gateway = stack.config.gateway
+    if gateway is None:
+        return {}
+    return {"gateway_dimse": f"{gateway.ae_title}@{stack.config.host}:{gateway.port}",
+            "gateway_stow": f"{stack.gateway_http}/studies"}
+
+
+@app.command("gateway")
+def gateway_command() -> None:
+    """Run the DICOM gateway on its own (configured by DUET_GATEWAY_* variables; docs/gateway.md)."""
+    from gateway.__main__ import main
+
+    main()
 
 
 @app.command()

@@ -32,7 +32,7 @@ import httpx
 from transformers_pre import registry
 
 from ..paths import MODEL_REPOSITORY, ROOT, RUN_DIR
-from . import repository, triton
+from . import gateway, repository, triton
 
 PredictorKind = Literal["auto", "triton", "onnxruntime"]
 
@@ -81,6 +81,7 @@ class StackConfig:
     # Digests and signature of the model repository, checked before any predictor starts (duet/artifacts.py).
     verify_artifacts: bool = True
     artifact_public_key: Path | None = None  # None: this user's development key
+    gateway: gateway.LocalGatewayConfig | None = None  # the DICOM gateway (duet up starts it; --no-gateway)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ class LocalStack:
             self.start_predictor()
             self._start_transformer()
             self._wait_ready()
+            self._start_gateway()
         except BaseException:
             self.stop()
             raise
@@ -313,6 +315,19 @@ class LocalStack:
         with self._lock:
             self._spawn("transformer", command, env, ready)
 
+    @property
+    def gateway_http(self) -> str:
+        return f"http://{self.config.host}:{self.config.gateway.http_port}" if self.config.gateway else ""
+
+    def _start_gateway(self) -> None:
+        if self.config.gateway is None:
+            return
+        env = {**os.environ, "PYTHONPATH": str(ROOT),
+               **gateway.environment(self.config.gateway, self.config.host, self.transformer_http, self.config.run_dir)}
+        with self._lock:
+            self._spawn("gateway", gateway.command(), env, [f"{self.gateway_http}/readyz"])
+        self._wait_http(f"{self.gateway_http}/readyz", "gateway")
+
     def _spawn(self, name: str, command: list[str], env: dict[str, str], ready_urls: list[str]) -> None:
         log = self.config.run_dir / f"{name}.log"
         self.logs[name] = log
@@ -374,7 +389,7 @@ class LocalStack:
         the predictor; the supervisor thread ends last, since children it restarted die with it."""
         self._stopping.set()
         with self._lock:  # the supervisor checks `_stopping` under this lock: it restarts nothing from here on
-            for name in ("transformer", "predictor"):
+            for name in ("gateway", "transformer", "predictor"):
                 self._terminate(name)
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join()
@@ -395,7 +410,7 @@ class LocalStack:
 
     def _supervise(self, interval_s: float = 0.2) -> None:
         while not self._stopping.wait(interval_s):
-            for name in ("predictor", "transformer"):
+            for name in ("predictor", "transformer", "gateway"):
                 with self._lock:
                     if self._stopping.is_set():
                         return
