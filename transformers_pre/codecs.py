@@ -19,8 +19,9 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import from_np_dtype
 
-from .dicom.blob import Blob
+from .blob import Blob
 from .errors import BadRequest
+from .kserve_compat import raw_input_bytes
 
 BASE64 = "base64"
 
@@ -67,7 +68,7 @@ def split_bytes_tensor(raw: Blob, name: str) -> list[memoryview]:
 
 def _bytes_elements(infer_input: InferInput) -> list[Blob | str]:
     try:
-        raw = infer_input._raw_data
+        raw = raw_input_bytes(infer_input)
         if raw is not None:
             elements: list = split_bytes_tensor(raw, infer_input.name)
         else:

@@ -26,6 +26,7 @@ from kserve.utils.numpy_codec import to_np_dtype
 from kserve.utils.utils import from_np_dtype
 
 from .errors import Overloaded, PredictorError, PredictorUnavailable
+from .kserve_compat import grpc_stub, http_client
 from .metrics import PREDICTOR_RETRIES
 from .settings import PredictorSettings
 
@@ -145,7 +146,7 @@ class PredictorClient:
         if self.protocol == "grpc-v2":
             # InferenceGRPCClient has no metadata helper; its stub is the generated v2 service stub.
             reply = await self._call_grpc(
-                self._grpc_client()._client_stub.ModelMetadata(
+                grpc_stub(self._grpc_client()).ModelMetadata(
                     ModelMetadataRequest(name=model_name), timeout=self.settings.timeout_seconds
                 )
             )
@@ -170,7 +171,7 @@ class PredictorClient:
 
             async def over_grpc() -> dict[str, np.ndarray]:
                 reply = await self._call_grpc(
-                    self._grpc_client()._client_stub.ModelInfer(grpc_request, timeout=self.settings.timeout_seconds)
+                    grpc_stub(self._grpc_client()).ModelInfer(grpc_request, timeout=self.settings.timeout_seconds)
                 )
                 return model_infer_outputs(reply, model_name, outputs)
 
@@ -239,7 +240,7 @@ class PredictorClient:
 
     async def _call_rest_json(self, path: str) -> dict:
         try:
-            reply = await self._rest_client()._client.get(self.base_url + path)
+            reply = await http_client(self._rest_client()).get(self.base_url + path)
             reply.raise_for_status()
             return reply.json()
         except httpx.HTTPError as error:

@@ -23,7 +23,8 @@ from kserve.errors import InvalidInput
 from kserve.utils.utils import from_np_dtype
 
 from predictors.local_backend.batching import concatenate, split
-from transformers_pre.listeners import BoundModelServer
+from transformers_pre.grpc_interceptors import duet_grpc_interceptors
+from transformers_pre.kserve_compat import BoundModelServer
 
 logger = logging.getLogger("duet.ort_predictor")
 
@@ -149,7 +150,8 @@ def main() -> None:
     with open(args.models_file) as handle:
         specs = json.load(handle)
     models = [OnnxModel(s["name"], s["onnx"], s["max_batch_size"], s["max_queue_delay_us"], providers) for s in specs]
-    BoundModelServer(http_port=args.http_port, grpc_port=args.grpc_port, bind_address=args.bind_address).start(models)
+    BoundModelServer(http_port=args.http_port, grpc_port=args.grpc_port, bind_address=args.bind_address,
+                     grpc_interceptors=duet_grpc_interceptors(retry_after_seconds=1, bearer_token=None)).start(models)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ..blob import Blob
 from ..errors import Overloaded, PayloadTooLarge
 from ..metrics import RESERVED_MEMORY
-from .blob import Blob
 from .decode import JPEG2000_SYNTAXES
 from .study import NATIVE_IN_PLACE, StudyImage
 

@@ -37,10 +37,10 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
+from ..blob import Blob
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..metrics import DECODED_IMAGES, STAGE_SECONDS, STUDY_IMAGES
 from ..settings import DicomSettings
-from .blob import Blob
 from .decode import (
     JPEG2000_SYNTAXES,
     check_codestream,

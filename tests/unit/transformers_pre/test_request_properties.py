@@ -19,9 +19,10 @@ from kserve.errors import InvalidInput
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 
+from transformers_pre.binary_request import check_binary_header, parse_binary_request
 from transformers_pre.codecs import decode_blobs, decode_texts, request_parameters
 from transformers_pre.errors import DuetError
-from transformers_pre.server import check_binary_header, describe_validation_error, parse_binary_request
+from transformers_pre.rest_errors import describe_validation_error
 
 DATATYPES = ["BYTES", "FP32", "INT64", "INT32", "UINT8", "BOOL", "FP16", "FP64", "STRING", "", "bytes"]
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)

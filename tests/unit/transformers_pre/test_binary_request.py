@@ -1,41 +1,14 @@
-"""Errors carry both statuses, and the binary v2 request parser keeps BYTES as bytes."""
+"""The binary v2 request parser keeps BYTES as bytes, read in place, and refuses what does not add up."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from grpc import StatusCode
-from kserve.errors import InvalidInput
 
+from transformers_pre.binary_request import parse_binary_request
 from transformers_pre.codecs import decode_blobs, decode_texts
-from transformers_pre.errors import (
-    BadRequest,
-    Overloaded,
-    PayloadTooLarge,
-    PredictorError,
-    PredictorUnavailable,
-    Unprocessable,
-)
-from transformers_pre.server import parse_binary_request
-
-
-@pytest.mark.parametrize(
-    ("error", "http", "grpc"),
-    [
-        (BadRequest, 400, StatusCode.INVALID_ARGUMENT),
-        (PayloadTooLarge, 413, StatusCode.OUT_OF_RANGE),
-        (Unprocessable, 422, StatusCode.FAILED_PRECONDITION),
-        (Overloaded, 429, StatusCode.RESOURCE_EXHAUSTED),
-        (PredictorUnavailable, 503, StatusCode.UNAVAILABLE),
-        (PredictorError, 502, StatusCode.INTERNAL),
-    ],
-)
-def test_each_error_maps_to_http_and_grpc(error: type, http: int, grpc: StatusCode) -> None:
-    raised = error("modality is CT, expected MG", image_index=2)
-    assert int(raised.status) == http
-    assert raised.status_code == grpc
-    assert raised.details == raised.message == "image 2: modality is CT, expected MG"
+from transformers_pre.errors import BadRequest
 
 
 def _binary_body(elements: list[bytes]) -> tuple[bytes, int]:
@@ -63,9 +36,9 @@ def test_binary_request_keeps_non_utf8_bytes() -> None:
 
 def test_binary_request_with_a_lying_size_is_rejected() -> None:
     body, json_length = _binary_body([b"abc"])
-    with pytest.raises(InvalidInput, match="binary_data_size"):
+    with pytest.raises(BadRequest, match="binary_data_size"):
         parse_binary_request(body[:-1], json_length, "m")
-    with pytest.raises(InvalidInput, match="unreadable v2 request header"):
+    with pytest.raises(BadRequest, match="unreadable v2 request header"):
         parse_binary_request(b"{not json", 9, "m")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 
-from transformers_pre import server
+from transformers_pre.binary_request import INFERENCE_HEADER
 from transformers_pre.body import (
     RECEIVED_BODY,
     WHOLE_BODY_MIN_BYTES,
@@ -21,6 +21,7 @@ from transformers_pre.body import (
     ReceiveBuffers,
     receive_whole_body,
 )
+from transformers_pre.middleware import RequestContextMiddleware
 from transformers_pre.settings import Settings
 
 
@@ -36,7 +37,7 @@ def _app(seen: dict) -> FastAPI:
         seen["readonly"] = None if whole is None else whole.readonly
         return {"ok": True}
 
-    app.add_middleware(server.RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, settings=Settings())
     return app
 
 
@@ -52,16 +53,11 @@ async def _post(body: bytes, headers: dict[str, str], seen: dict) -> httpx.Respo
         return await client.post("/v2/models/m/infer", content=body, headers=headers)
 
 
-@pytest.fixture(autouse=True)
-def default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "settings", lambda: Settings())
-
-
 async def test_a_large_binary_request_reaches_the_route_as_its_header_and_one_buffer() -> None:
     body, json_length = _binary(2 * WHOLE_BODY_MIN_BYTES)
     seen: dict = {}
     # A client that declares JSON: the header is still read as the binary extension's.
-    response = await _post(body, {server.INFERENCE_HEADER: str(json_length), "content-type": "application/json"},
+    response = await _post(body, {INFERENCE_HEADER: str(json_length), "content-type": "application/json"},
                            seen)
     assert response.status_code == 200
     assert seen["route_body"] == body[:json_length]
@@ -72,7 +68,7 @@ async def test_a_large_binary_request_reaches_the_route_as_its_header_and_one_bu
 async def test_small_and_json_requests_take_the_usual_path() -> None:
     body, json_length = _binary(4096)
     seen: dict = {}
-    await _post(body, {server.INFERENCE_HEADER: str(json_length)}, seen)
+    await _post(body, {INFERENCE_HEADER: str(json_length)}, seen)
     assert seen["route_body"] == body and seen["whole"] is None
     large_json = json.dumps({"inputs": [], "pad": "x" * WHOLE_BODY_MIN_BYTES}).encode()
     await _post(large_json, {"content-type": "application/json"}, seen)
@@ -82,7 +78,7 @@ async def test_small_and_json_requests_take_the_usual_path() -> None:
 async def test_a_header_length_past_the_body_takes_the_usual_path_and_its_error() -> None:
     body, _ = _binary(2 * WHOLE_BODY_MIN_BYTES)
     seen: dict = {}
-    await _post(body, {server.INFERENCE_HEADER: str(len(body) + 1)}, seen)
+    await _post(body, {INFERENCE_HEADER: str(len(body) + 1)}, seen)
     assert seen["route_body"] == body and seen["whole"] is None
 
 

@@ -1,8 +1,8 @@
-"""A DICOM file held in memory, as `bytes` or as a read-only view of the request it came in, opened for pydicom
-without copying it.
+"""A file held in memory, as `bytes` or as a read-only view of the request it came in (a BYTES tensor element,
+`codecs.split_bytes_tensor`), opened as a file without copying it.
 
-`io.BytesIO` shares a `bytes` object but copies any other buffer whole: 27 MB per uncompressed view when the file
-is a memoryview of the request body (`codecs.split_bytes_tensor`). `ViewReader` reads a view in place; pydicom
+`io.BytesIO` shares a `bytes` object but copies any other buffer whole: a whole uncompressed mammography view
+when the file is a memoryview of the request body. `ViewReader` reads a view in place; a reader such as pydicom
 then copies only what it reads (the header elements, and the pixel data where a codec needs it).
 """
 
