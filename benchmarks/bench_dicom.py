@@ -47,7 +47,8 @@ from bench_study import (
 from bench_study import render_markdown as render_study_markdown
 
 from transformers_pre.dicom.decode import decode_pixels
-from transformers_pre.dicom.study import prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings
 
 MODEL_HW = (256, 208)  # the shipped detector's input

@@ -49,7 +49,9 @@ from transformers_pre.dicom.findings import Thresholds, collect_findings, pairwi
 from transformers_pre.dicom.geometry import coarsest_reduction
 from transformers_pre.dicom.jpeg2000 import decode_reduced
 from transformers_pre.dicom.model import resolve_thresholds
-from transformers_pre.dicom.study import PreparedImage, StudyImage, prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.preparation import PreparedImage
+from transformers_pre.dicom.study import StudyImage, read_study
 from transformers_pre.dicom.window import apply_table, build_table, stored_range
 from transformers_pre.errors import DuetError
 from transformers_pre.settings import DicomSettings, Settings

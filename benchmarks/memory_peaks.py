@@ -40,7 +40,8 @@ ONE_VIEW = """
 import os, sys, threading, time
 from pathlib import Path
 from duet.dicom_synth import synth_image
-from transformers_pre.dicom.study import prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings
 
 syntax, aware, path = sys.argv[1], sys.argv[2] == "1", sys.argv[3]

@@ -48,7 +48,9 @@ from transformers_pre.dicom.findings import (
     Thresholds,
     collect_findings,
 )
-from transformers_pre.dicom.study import PreparedImage, prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.preparation import PreparedImage
+from transformers_pre.dicom.study import read_study
 from transformers_pre.errors import Unprocessable
 from transformers_pre.settings import DicomSettings
 

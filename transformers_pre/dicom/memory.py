@@ -27,7 +27,8 @@ from ..blob import Blob
 from ..errors import Overloaded, PayloadTooLarge
 from ..metrics import RESERVED_MEMORY
 from .decode import JPEG2000_SYNTAXES
-from .study import NATIVE_IN_PLACE, StudyImage
+from .pixels import NATIVE_IN_PLACE
+from .study import StudyImage
 
 logger = logging.getLogger("duet.dicom")
 MIB = 1024 * 1024

@@ -38,8 +38,10 @@ from .findings import (
     load_calibration,
 )
 from .memory import MemoryBudget, study_preparation_bytes
+from .pools import DecodePools
+from .preparation import PreparedImage, prepare_study
 from .report import Device, build_report
-from .study import DecodePools, PreparedImage, StudyImage, prepare_study, read_study
+from .study import StudyImage, read_study
 
 PUBLIC_NAME = "mammography"
 PREDICTOR_MODEL = "mammo_detector"

@@ -21,7 +21,8 @@ from transformers_pre.dicom.findings import (
 )
 from transformers_pre.dicom.geometry import ViewTransform
 from transformers_pre.dicom.intake import ImageHeader
-from transformers_pre.dicom.study import PreparedImage, StudyImage
+from transformers_pre.dicom.preparation import PreparedImage
+from transformers_pre.dicom.study import StudyImage
 from transformers_pre.errors import PredictorError, Unprocessable
 
 NAMES = ["malignant_mass", "benign_mass", "calcification"]

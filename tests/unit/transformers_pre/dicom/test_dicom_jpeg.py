@@ -12,7 +12,9 @@ from pydicom.encaps import encapsulate, generate_frames
 
 from duet.dicom_synth import synth_image
 from transformers_pre.dicom.jpeg import check_jpeg, decode_scaled
-from transformers_pre.dicom.study import DecodePools, prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.pools import DecodePools
+from transformers_pre.dicom.study import read_study
 from transformers_pre.errors import BadRequest, PayloadTooLarge
 from transformers_pre.settings import DicomSettings
 

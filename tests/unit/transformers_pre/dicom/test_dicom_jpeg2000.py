@@ -15,7 +15,10 @@ from pydicom.uid import JPEG2000Lossless
 from duet.dicom_synth import synth_image
 from transformers_pre.dicom.decode import check_codestream, encapsulated_frame, locate_pixel_data
 from transformers_pre.dicom.jpeg2000 import decode_reduced, read_codestream
-from transformers_pre.dicom.study import DecodePools, prepare_pixels, prepare_study, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.pools import DecodePools
+from transformers_pre.dicom.preparation import prepare_study
+from transformers_pre.dicom.study import read_study
 from transformers_pre.errors import BadRequest, PayloadTooLarge
 from transformers_pre.settings import DicomSettings
 

@@ -17,16 +17,10 @@ from pydicom.sequence import Sequence
 from duet.dicom_synth import synth_image, synth_study
 from transformers_pre.dicom.decode import decode_pixels
 from transformers_pre.dicom.geometry import plan_view, preview_step, render
-from transformers_pre.dicom.study import (
-    DecodePools,
-    chest_wall_hint,
-    laterality_of,
-    prepare_image,
-    prepare_pixels,
-    prepare_study,
-    read_study,
-    view_of,
-)
+from transformers_pre.dicom.pixels import chest_wall_hint, prepare_pixels
+from transformers_pre.dicom.pools import DecodePools
+from transformers_pre.dicom.preparation import prepare_image, prepare_study
+from transformers_pre.dicom.study import laterality_of, read_study, view_of
 from transformers_pre.dicom.window import apply_table, build_table, stored_range, voi_kind
 from transformers_pre.errors import BadRequest, Unprocessable
 from transformers_pre.settings import DicomSettings
@@ -207,7 +201,7 @@ def test_bits_above_bits_stored_are_ignored_as_pydicom_ignores_them() -> None:
 
 def test_an_unexpected_error_while_preparing_an_image_is_a_422_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # Stands in for a codec or numeric library raising its own exception type on one file's pixels.
-    import transformers_pre.dicom.study as study_module
+    import transformers_pre.dicom.pixels as study_module
 
     blobs = [image.to_bytes() for image in synth_study(63, images=2, rows=128, columns=104)]
     images = read_study(blobs, DicomSettings())

@@ -11,7 +11,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from duet.dicom_synth import synth_study
-from transformers_pre.dicom.study import DecodePools, prepare_study, read_study
+from transformers_pre.dicom.pools import DecodePools
+from transformers_pre.dicom.preparation import prepare_study
+from transformers_pre.dicom.study import read_study
 from transformers_pre.errors import Unprocessable
 from transformers_pre.settings import DicomSettings
 
