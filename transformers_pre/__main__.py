@@ -32,7 +32,7 @@ from kserve import model_server
 
 from . import registry
 from .logs import log_config
-from .predictor import PredictorClient
+from .predictor_client import PredictorClient
 from .server import make_model_server
 from .settings import Settings
 

@@ -11,7 +11,7 @@ from kserve.model import InferenceVerb
 
 from .errors import DuetError, Overloaded
 from .metrics import INFLIGHT, PREDICTOR_RETRIES, REQUEST_SECONDS, REQUESTS, code_class
-from .predictor import ModelMetadata, PredictorClient
+from .predictor_client import ModelMetadata, PredictorClient
 from .settings import Settings
 
 

@@ -27,7 +27,7 @@ from ..base import DuetModel
 from ..codecs import bytes_tensor, decode_blobs, make_response, request_parameters
 from ..errors import BadRequest, PredictorError
 from ..metrics import PAYLOAD_BYTES, stage
-from ..predictor import PredictorClient
+from ..predictor_client import PredictorClient
 from ..settings import Settings
 from .findings import (
     CALIBRATION_FILE,

@@ -20,7 +20,7 @@ from kserve import Model
 from duet.paths import MODEL_REPOSITORY, ROOT
 from predictors import model_config
 from transformers_pre import registry
-from transformers_pre.predictor import PredictorClient
+from transformers_pre.predictor_client import PredictorClient
 from transformers_pre.settings import PredictorSettings, Settings
 
 CHART = ROOT / "charts" / "duet"

@@ -8,7 +8,7 @@ import pytest
 
 from transformers_pre.base import DuetModel
 from transformers_pre.errors import Overloaded
-from transformers_pre.predictor import PredictorClient
+from transformers_pre.predictor_client import PredictorClient
 from transformers_pre.settings import PredictorSettings, Settings
 
 

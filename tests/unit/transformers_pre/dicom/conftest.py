@@ -22,7 +22,7 @@ from kserve.protocol.infer_type import RequestedOutput
 from onnx import TensorProto, helper
 
 from predictors.detector.phantom import CLASS_NAMES
-from transformers_pre.predictor import ModelMetadata, TensorSpec
+from transformers_pre.predictor_client import ModelMetadata, TensorSpec
 from transformers_pre.settings import Settings
 
 STANDIN_HW = (288, 224)  # deliberately not the real detector's size: the transformer must read it from metadata
