@@ -2,7 +2,7 @@
 
     python benchmarks/bench_dicom.py [--repeats 7] [--url http://127.0.0.1:8080 | --no-stack] [--markdown PATH]
 
-On synthetic 4096 x 3328 12-bit views (`duet.dicom_synth`, the same 4-view studies as `bench_study.py`):
+On synthetic 4096 x 3328 12-bit views (`duet.synthetic_dicom`, the same 4-view studies as `bench_study.py`):
 1. the naive floor: one full-resolution OpenJPEG decode (pydicom + pylibjpeg-openjpeg) of one JPEG 2000 view;
 2. per view, pinned to ONE core (OpenCV on one thread), for uncompressed, JPEG 2000 Lossless and JPEG-LS Lossless:
    the full-resolution decode alone, the transformer's preprocessing on its default resolution-aware path and on

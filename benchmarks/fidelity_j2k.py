@@ -10,7 +10,7 @@ Three measurements, each through the transformer's own code (`study.prepare_pixe
 2. every JPEG 2000 file of pydicom's and pydicom-data's test data: the same input difference at the decode level
    (window from the file, or the min-max fallback; area resize of the whole frame to the model's fit), or why the
    service would refuse the file before decoding;
-3. a held-out set of synthetic single-view studies (`duet.dicom_synth` in the `Namespace.HELD_OUT` seed space of
+3. a held-out set of synthetic single-view studies (`duet.synthetic_dicom` in the `Namespace.HELD_OUT` seed space of
    `predictors.seed_spaces`, which by construction shares no random stream with the detector's training or build
    evaluation phantoms): mAP@0.5 and malignancy (risk) ROC AUC through each path.
 Prints the tables; `--markdown PATH` writes them into PATH's "## Mammography end to end" section, under
@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import Progress
 from sklearn.metrics import roc_auc_score
 
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from duet.paths import MODEL_REPOSITORY
 from predictors.detector.evaluate import average_precision
 from predictors.detector.phantom import CLASS_NAMES

@@ -39,7 +39,7 @@ console = Console()
 ONE_VIEW = """
 import os, sys, threading, time
 from pathlib import Path
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from transformers_pre.dicom.pixels import prepare_pixels
 from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings

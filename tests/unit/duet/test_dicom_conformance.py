@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from duet.dicom_synth import BITS, PHOTOMETRICS, SYNTAXES, VOIS, synth_image, synth_study
+from duet.synthetic_dicom import BITS, PHOTOMETRICS, SYNTAXES, VOIS, synth_image, synth_study
 from transformers_pre.dicom.findings import StudyFindings
 from transformers_pre.dicom.report import Device, build_report
 from transformers_pre.dicom.study import read_study

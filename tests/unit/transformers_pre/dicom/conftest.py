@@ -192,7 +192,7 @@ def dicom_request():
 def both_paths():
     """Prepare one 1024 x 832 synthetic view of a syntax for a 128 x 104 model on both paths: returns
     (the SynthImage, its StudyImage, the resolution-aware ViewPixels, the full-resolution ViewPixels)."""
-    from duet.dicom_synth import synth_image
+    from duet.synthetic_dicom import synth_image
     from transformers_pre.dicom.pixels import prepare_pixels
     from transformers_pre.dicom.study import read_study
 

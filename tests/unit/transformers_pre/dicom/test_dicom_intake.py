@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
 
-from duet.dicom_synth import SynthImage, synth_image, synth_study
+from duet.synthetic_dicom import SynthImage, synth_image, synth_study
 from transformers_pre.dicom.decode import decode_pixels
 from transformers_pre.dicom.intake import read_header
 from transformers_pre.dicom.study import read_study

@@ -10,7 +10,7 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.encaps import encapsulate, generate_frames
 
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from transformers_pre.dicom.jpeg import check_jpeg, decode_scaled
 from transformers_pre.dicom.pixels import prepare_pixels
 from transformers_pre.dicom.pools import DecodePools

@@ -12,7 +12,7 @@ from pydicom import dcmread
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000Lossless
 
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from transformers_pre.dicom.decode import check_codestream, encapsulated_frame, locate_pixel_data
 from transformers_pre.dicom.jpeg2000 import decode_reduced, read_codestream
 from transformers_pre.dicom.pixels import prepare_pixels
@@ -24,7 +24,7 @@ from transformers_pre.settings import DicomSettings
 
 
 def _j2k_file(pixels: np.ndarray, *, bits: int, signed: bool = False, seed: int = 1) -> bytes:
-    """A real MG file (dicom_synth's header) whose pixels are `pixels`, JPEG 2000 Lossless encoded."""
+    """A real MG file (synthetic_dicom's header) whose pixels are `pixels`, JPEG 2000 Lossless encoded."""
     image = synth_image(seed, rows=pixels.shape[0], columns=pixels.shape[1], degraded=False)
     ds = image.dataset
     allocated = pixels.dtype.itemsize * 8

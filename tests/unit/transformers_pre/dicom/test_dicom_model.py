@@ -18,7 +18,7 @@ import pydicom.config
 import pytest
 from prometheus_client import REGISTRY
 
-from duet.dicom_synth import SynthImage, synth_image, synth_study
+from duet.synthetic_dicom import SynthImage, synth_image, synth_study
 from transformers_pre.errors import BadRequest, Unprocessable
 
 ROWS, COLUMNS = 512, 416

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from transformers_pre.dicom.findings import CALIBRATION_FILE, RiskCalibration
 from transformers_pre.settings import Settings
 

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
 
-from duet.dicom_synth import synth_image, synth_study
+from duet.synthetic_dicom import synth_image, synth_study
 from transformers_pre.dicom.decode import decode_pixels
 from transformers_pre.dicom.geometry import plan_view, preview_step, render
 from transformers_pre.dicom.pixels import chest_wall_hint, prepare_pixels

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from pydicom.sequence import Sequence
 
-from duet.dicom_synth import BITS, PHOTOMETRICS, VOIS, synth_image
+from duet.synthetic_dicom import BITS, PHOTOMETRICS, VOIS, synth_image
 from transformers_pre.dicom.decode import decode_pixels
 from transformers_pre.dicom.intake import read_header
 from transformers_pre.dicom.window import apply_table, build_table, stored_range, voi_kind

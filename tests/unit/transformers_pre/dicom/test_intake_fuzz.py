@@ -12,7 +12,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from duet.paths import ROOT
 
 pytest.importorskip("atheris", reason="atheris (dev extra, Linux) runs the fuzz target")

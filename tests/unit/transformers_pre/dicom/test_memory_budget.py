@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from duet.dicom_synth import synth_image, synth_study
+from duet.synthetic_dicom import synth_image, synth_study
 from transformers_pre.dicom.memory import MIB, MemoryBudget, preparation_bytes, study_preparation_bytes
 from transformers_pre.dicom.study import read_study
 from transformers_pre.errors import Overloaded, PayloadTooLarge

@@ -10,7 +10,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from transformers_pre.dicom.pools import DecodePools
 from transformers_pre.dicom.preparation import prepare_study
 from transformers_pre.dicom.study import read_study
