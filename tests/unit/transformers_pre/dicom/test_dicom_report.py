@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydicom.sr.codedict import codes
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from transformers_pre.dicom.findings import StudyFindings
 from transformers_pre.dicom.report import Device, build_report
 from transformers_pre.dicom.study import read_study
