@@ -1,6 +1,6 @@
 """End-to-end 4-view mammography studies through a running stack, as ratios to one full-resolution decode.
 
-    python benchmarks/bench_study.py [--url http://127.0.0.1:8080] [--repeats 5] [--markdown docs/benchmarks.md]
+    python -m benchmarks.bench_study [--url http://127.0.0.1:8080] [--repeats 5] [--markdown docs/benchmarks.md]
 
 Without `--url` a local stack (`duet.local.stack.LocalStack`, mammography only, free ports) is started and
 stopped. Each study is four synthetic 4096 x 3328 12-bit views (`duet.synthetic_dicom`), sent as one request with
@@ -238,7 +238,7 @@ def render_markdown(rows: list[StudyRow], *, machine: str, when: str, note: str 
     """The markdown table of `rows` (no section heading)."""
     floor = rows[0].floor_ms if rows else float("nan")
     lines = [
-        (f"Measured {when} on {machine} with `python benchmarks/bench_study.py` (medians of the timed requests). "
+        (f"Measured {when} on {machine} with `python -m benchmarks.bench_study` (medians of the timed requests). "
         f"Naive floor, one full-resolution OpenJPEG decode of one {ROWS} x {COLUMNS} {BITS}-bit J2K view in the "
         f"same run: **{floor:.0f} ms**."),
         "",

@@ -1,6 +1,6 @@
 """How much resolution-aware JPEG 2000 decoding changes what the detector sees and says (reduced vs full decode).
 
-    python benchmarks/fidelity_j2k.py [--held-out 40] [--size 2048x1664] [--markdown docs/benchmarks.md]
+    python -m benchmarks.fidelity_j2k [--held-out 40] [--size 2048x1664] [--markdown docs/benchmarks.md]
 
 Three measurements, each through the transformer's own code (`study.prepare_pixels` with
 `resolution_aware=True` and `False`, `findings.collect_findings`) and the built detector run by ONNX Runtime:
@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.progress import Progress
 from sklearn.metrics import roc_auc_score
 
-from duet.synthetic_dicom import synth_image
 from duet.paths import MODEL_REPOSITORY
+from duet.synthetic_dicom import synth_image
 from predictors.detector.evaluate import average_precision
 from predictors.detector.phantom import CLASS_NAMES
 from predictors.seed_spaces import Namespace
@@ -240,7 +240,7 @@ def render_markdown(views: list[dict], files: list[dict], heldout: dict, when: s
     lines = [
         SUBSECTION,
         "",
-        (f"Measured {when} on {machine} with `python benchmarks/fidelity_j2k.py` (ONNX Runtime, the built "
+        (f"Measured {when} on {machine} with `python -m benchmarks.fidelity_j2k` (ONNX Runtime, the built "
         "`mammo_detector`). Differences are in 1/255 steps of the windowed model input (reduced path minus full "
         "decode + area resize)."),
         "",
@@ -309,11 +309,9 @@ def write_subsection(path: Path, text: str) -> None:
 def main() -> None:
     import os
     import platform
-    import sys
     from datetime import datetime, timezone
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_study import study_blobs
+    from benchmarks.bench_study import study_blobs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out", type=int, default=40, help="Held-out single-view studies.")

@@ -371,12 +371,10 @@ def bench(
     if markdown_out is not None:
         replace_section(markdown_out, SECTION, markdown_section(results, ceilings, notes, plot))
         console.print(f"section {SECTION!r} written to {markdown_out}")
-    if mammography and (ROOT / "benchmarks" / "bench_dicom.py").exists():
-        command = [sys.executable, str(ROOT / "benchmarks" / "bench_dicom.py")]
-        if markdown_out is not None:
-            command += ["--markdown", str(markdown_out)]
-        if subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False).returncode:
-            console.print("[red]the mammography benchmark failed[/]")
+    if mammography:
+        from benchmarks import bench_dicom
+
+        bench_dicom.main(["--markdown", str(markdown_out)] if markdown_out is not None else [])
 
 
 def show(results: list[StepResult], ceilings: dict[int, dict[str, float]]) -> None:
