@@ -7,8 +7,10 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
+import psutil
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -128,16 +130,38 @@ def _kill_workers(pools: DecodePools) -> None:
         os.kill(process.pid, signal.SIGKILL)
 
 
+def _kill_workers_once_busy(pools: DecodePools, deadline_s: float = 60.0) -> None:
+    """Kill the worker processes as soon as one of them is working (its CPU time grows): mid-view, as on a codec
+    crash, whatever the machine's speed."""
+    workers = [psutil.Process(process.pid) for process in pools.processes()._processes.values()]
+    idle = [sum(worker.cpu_times()[:2]) for worker in workers]
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if any(sum(worker.cpu_times()[:2]) - before > 0.05 for worker, before in zip(workers, idle)):
+            _kill_workers(pools)
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"no decoder process started working within {deadline_s} s")
+
+
+def _wait_until_broken(pools: DecodePools, deadline_s: float = 60.0) -> None:
+    """Return once the process pool knows its workers died (a task sent now fails with BrokenProcessPool)."""
+    try:
+        failure = pools.processes().submit(int).exception(timeout=deadline_s)
+    except BrokenProcessPool:
+        return
+    assert isinstance(failure, BrokenProcessPool), "the pool still runs tasks after its workers were killed"
+
+
 def test_a_decoder_process_dying_mid_view_is_a_422_and_the_pool_recovers() -> None:
     study = synth_study(56, images=1, rows=2048, columns=1664, syntax="j2k", degraded=False)
     blobs = [study[0].to_bytes()]
     images = read_study(blobs, DicomSettings())
-    # Full-resolution JPEG 2000 (pylibjpeg-openjpeg, about a second) is what goes to the processes.
+    # Full-resolution JPEG 2000 (pylibjpeg-openjpeg) is what goes to the processes.
     pools = DecodePools(DicomSettings(decode_workers=1, resolution_aware=False))
     try:
         pools.warm_up()
-        # The view takes about a second to decode; the worker is killed while it decodes, as on a codec crash.
-        killer = threading.Timer(0.2, _kill_workers, args=(pools,))
+        killer = threading.Thread(target=_kill_workers_once_busy, args=(pools,))
         killer.start()
         with pytest.raises(Unprocessable, match="image 0: .*decoder process crashed"):
             asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
@@ -146,7 +170,7 @@ def test_a_decoder_process_dying_mid_view_is_a_422_and_the_pool_recovers() -> No
         assert prepared.pixels.shape == (64, 52)
         # Workers dying between requests do not fail the next request: a fresh pool takes it.
         _kill_workers(pools)
-        time.sleep(0.5)
+        _wait_until_broken(pools)
         (prepared,) = asyncio.run(prepare_study(blobs, images, (64, 52), pools, "mammography"))
         assert prepared.pixels.shape == (64, 52)
     finally:
