@@ -61,8 +61,8 @@ def model_infer_request(
     """The v2 gRPC request message itself, each tensor as raw little-endian bytes.
 
     Built directly rather than through KServe's `InferRequest.to_grpc()` (and read back without
-    `InferResponse.from_grpc()`): the intermediate objects cost ~0.1 ms per call, a twentieth of the transformer's
-    CPU on a single headline (docs/benchmarks.md). The call still goes through KServe's client channel and stub.
+    `InferResponse.from_grpc()`): the intermediate objects are a measurable share of the transformer's CPU on a
+    small request (docs/benchmarks.md). The call still goes through KServe's client channel and stub.
     """
     request = ModelInferRequest(model_name=model_name)
     for name, array in inputs.items():
