@@ -9,7 +9,7 @@ from duet.local import repository
 from predictors import model_config
 from transformers_pre.registry import MODELS
 
-SOURCE = Path(__file__).resolve().parents[3] / "predictors" / "model_repository"
+SOURCE = Path(__file__).resolve().parents[4] / "predictors" / "model_repository"
 TRITON_MODELS = [spec.triton_model for spec in MODELS.values()]
 
 
