@@ -33,7 +33,6 @@ import httpx
 import psutil
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from loadtests.payloads import headlines, sentiment_body
@@ -41,6 +40,7 @@ from transformers_pre import registry
 
 from . import wrk
 from .paths import MODEL_REPOSITORY, ROOT, RUN_DIR
+from .progress import progress_bar
 from .wrk import WrkRun
 
 bench_app = typer.Typer(help="Benchmarks: duet against the naive server and the model alone.",
@@ -383,7 +383,7 @@ def bench(
     results: list[StepResult] = []
     ceilings: dict[int, dict[str, float]] = {}
     wrk_runs: dict[str, WrkRun] = {}
-    with Progress(console=console) as progress:
+    with progress_bar(console) as progress:
         cross_check = wrk_users > 0 and 1 in text_steps and wrk.available()
         total = len(text_steps) * (1 + 2 * len(user_steps)) + (2 if cross_check else 0)
         task = progress.add_task("ceiling: ONNX Runtime alone", total=total)

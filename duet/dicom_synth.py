@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 
 from predictors.seed_spaces import Namespace
 
+from .progress import progress_bar
 from .synthetic_dicom import DEFAULT_OUT, SYNTAXES, VIEWS, VOIS, synth_image, write_study
 
 dicom_app = typer.Typer(help="Synthetic mammography DICOM (no patient data: synthetic patients, phantom images).",
@@ -55,7 +55,7 @@ def synth_command(
     """
     console = Console()
     try:
-        with Progress(console=console) as progress:
+        with progress_bar(console) as progress:
             task = progress.add_task("synthesising", total=studies * images)
             for number in range(studies):
                 study = []
