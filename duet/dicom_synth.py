@@ -13,8 +13,10 @@ from predictors.seed_spaces import Namespace
 from .progress import progress_bar
 from .synthetic_dicom import DEFAULT_OUT, SYNTAXES, VIEWS, VOIS, synth_image, write_study
 
-dicom_app = typer.Typer(help="Synthetic mammography DICOM (no patient data: synthetic patients, phantom images).",
-                        no_args_is_help=True)
+dicom_app = typer.Typer(
+    help="Synthetic mammography DICOM (no patient data: synthetic patients, phantom images).",
+    no_args_is_help=True,
+)
 
 
 @dicom_app.callback()
@@ -28,7 +30,9 @@ def synth_command(
         Path, typer.Option("--out", "-o", help="Output folder (with several studies, one sub-folder each).")
     ] = DEFAULT_OUT,
     studies: Annotated[int, typer.Option(min=1, help="Number of studies.")] = 1,
-    images: Annotated[int, typer.Option(min=1, max=4, help="Images per study (L CC, R CC, L MLO, R MLO).")] = 4,
+    images: Annotated[
+        int, typer.Option(min=1, max=4, help="Images per study (L CC, R CC, L MLO, R MLO).")
+    ] = 4,
     rows: Annotated[int, typer.Option(min=16, help="Rows of each image (stored pixels).")] = 4096,
     columns: Annotated[int, typer.Option(min=16, help="Columns of each image (stored pixels).")] = 3328,
     bits: Annotated[int, typer.Option(help="BitsStored: 12, 14 or 16.")] = 12,
@@ -41,12 +45,13 @@ def synth_command(
     ] = None,
     degraded: Annotated[
         bool | None,
-        typer.Option("--degraded/--diagnostic", help="Force non-diagnostic or diagnostic images (default: drawn)."),
+        typer.Option("--degraded/--diagnostic",
+                     help="Force non-diagnostic or diagnostic images (default: drawn)."),
     ] = None,
     held_out: Annotated[
         bool,
         typer.Option("--held-out/--test-set",
-                     help="Seed phantoms in the held-out evaluation namespace instead of the test namespace."),
+                     help="Seed phantoms in the held-out evaluation namespace, not the test namespace."),
     ] = False,
 ) -> None:
     """Write synthetic MG studies and a `truth.json` per study (boxes in stored pixels).

@@ -1,7 +1,8 @@
-"""Progress bars that also report off a terminal (CI logs, `make ... > log`), where rich draws nothing until the end.
+"""Progress bars that also report off a terminal (CI logs, `make ... > log`), where rich draws nothing until
+the end.
 
-On a terminal: rich's live bar. Elsewhere: one plain line when a task starts or changes its description, and at
-most every `interval_s` while it runs, so a log shows a long build moving.
+On a terminal: rich's live bar. Elsewhere: one plain line when a task starts or changes its description, and
+at most every `interval_s` while it runs, so a log shows a long build moving.
 """
 
 from __future__ import annotations

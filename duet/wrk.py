@@ -67,7 +67,8 @@ def parse_output(text: str) -> dict[str, float]:
     failed += sum(int(count) for count in socket.groups()) if socket else 0
     return {"requests": float(requests.group(1)), "rps": float(rps.group(1)),
             "p50_ms": _ms(percentiles["50"]) if "50" in percentiles else float("nan"),
-            "p99_ms": _ms(percentiles["99"]) if "99" in percentiles else float("nan"), "failed": float(failed)}
+            "p99_ms": _ms(percentiles["99"]) if "99" in percentiles else float("nan"),
+            "failed": float(failed)}
 
 
 def _children_cpu_seconds() -> float:

@@ -1,8 +1,9 @@
-"""The v2 REST binary tensor extension, parsed without copying the tensors: a JSON header, then each input's bytes.
+"""The v2 REST binary tensor extension, parsed without copying the tensors: a JSON header, then each input's
+bytes.
 
-KServe 0.21's `InferRequest.from_bytes` re-encodes every binary BYTES element as a UTF-8 string, which fails on
-(and echoes) arbitrary binary data such as a DICOM file. Here the raw bytes are kept, and the codecs decide per
-input whether they are text or blobs.
+KServe 0.21's `InferRequest.from_bytes` re-encodes every binary BYTES element as a UTF-8 string, which fails
+on (and echoes) arbitrary binary data such as a DICOM file. Here the raw bytes are kept, and the codecs decide
+per input whether they are text or blobs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def check_binary_header(header_bytes: bytes) -> None:
         raise BadRequest(f"unreadable v2 request header: {error}") from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise BadRequest("the v2 request header must be a JSON object with a list of 'inputs'")
-    inputs = [{"data": [], **declared} if isinstance(declared, dict) else declared for declared in header["inputs"]]
+    inputs = [{"data": [], **declared} if isinstance(declared, dict) else declared
+              for declared in header["inputs"]]
     try:
         InferenceRequest.model_validate({**header, "inputs": inputs})
     except ValidationError as error:

@@ -24,10 +24,10 @@ class BinarySafeDataPlane(DataPlane):
                req_attributes: dict) -> tuple[Any, dict]:
         """KServe's encoding, except that a plain v2 JSON response leaves as bytes serialised by orjson.
 
-        Given a dict, KServe's route validates it into a pydantic `InferenceResponse` and FastAPI re-encodes that
-        through `jsonable_encoder` and `json.dumps`, a measurable share of the CPU of a small request
-        (docs/benchmarks.md). The response was built by `codecs.make_response`, so it is already a v2 response.
-        Its content type is added by `RequestContextMiddleware` (KServe's route drops it).
+        Given a dict, KServe's route validates it into a pydantic `InferenceResponse` and FastAPI re-encodes
+        that through `jsonable_encoder` and `json.dumps`, a measurable share of the CPU of a small request
+        (docs/benchmarks.md). The response was built by `codecs.make_response`, so it is already a v2
+        response. Its content type is added by `RequestContextMiddleware` (KServe's route drops it).
         """
         body, response_headers = super().encode(model_name, response, headers, req_attributes)
         if isinstance(body, dict) and not response_headers:  # not binary outputs, not a CloudEvent
@@ -53,9 +53,9 @@ class BinarySafeDataPlane(DataPlane):
             return False
 
     async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
-        """Model readiness with KServe's --enable_predictor_health_check asking the predictor about the model it
-        serves (`DuetModel.predictor_model`, e.g. mammo_detector), not the public name in the URL (mammography),
-        which Triton does not know: KServe's own check would answer 'not ready' forever."""
+        """Model readiness with KServe's --enable_predictor_health_check asking the predictor about the model
+        it serves (`DuetModel.predictor_model`, e.g. mammo_detector), not the public name in the URL
+        (mammography), which Triton does not know: KServe's own check would answer 'not ready' forever."""
         model = self.model_registry.get_model(model_name)
         predictor_model = getattr(model, "predictor_model", None)
         config = self.predictor_config

@@ -1,10 +1,10 @@
 """One error hierarchy for the transformers: each error carries the HTTP status it maps to.
 
-Every refusal, wherever it is decided (a codec, the middleware's size and token checks, a predictor call), is a
-`DuetError`. REST renders it in one place (`rest_errors.error_response`, a v2 error body `{"error": "..."}`); gRPC
-in one place too (KServe's exception interceptor reads the `status_code` and `details` set here, and
-`grpc_interceptors.py` adds retry-after). The statuses after which a client should retry are derived from the
-classes below, for both transports.
+Every refusal, wherever it is decided (a codec, the middleware's size and token checks, a predictor call), is
+a `DuetError`. REST renders it in one place (`rest_errors.error_response`, a v2 error body `{"error":
+"..."}`); gRPC in one place too (KServe's exception interceptor reads the `status_code` and `details` set
+here, and `grpc_interceptors.py` adds retry-after). The statuses after which a client should retry are derived
+from the classes below, for both transports.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class DuetError(GrpcException):
         self.image_index = image_index
         prefix = f"image {image_index}: " if image_index is not None else ""
         self.message = prefix + message
-        super().__init__(details=self.message, status_code=GRPC_CODE_FOR_HTTP.get(self.status, StatusCode.INTERNAL))
+        code = GRPC_CODE_FOR_HTTP.get(self.status, StatusCode.INTERNAL)
+        super().__init__(details=self.message, status_code=code)
 
     def __str__(self) -> str:
         return self.message
@@ -94,7 +95,8 @@ class PredictorError(DuetError):
     status = HTTPStatus.BAD_GATEWAY
 
 
-# Statuses after which a client should retry, whoever answers them (duet, or KServe's own 503 while a model or the
-# server is not ready): REST adds Retry-After to these statuses, gRPC adds retry-after metadata to these codes.
+# Statuses after which a client should retry, whoever answers them (duet, or KServe's own 503 while a model or
+# the server is not ready): REST adds Retry-After to these statuses, gRPC adds retry-after metadata to these
+# codes.
 RETRY_STATUSES = frozenset({int(Overloaded.status), int(PredictorUnavailable.status)})
 RETRY_GRPC_CODES = frozenset(GRPC_CODE_FOR_HTTP[HTTPStatus(status)] for status in RETRY_STATUSES)

@@ -14,9 +14,9 @@ from .errors import DuetError
 
 
 class RetryAfterInterceptor(ExceptionToStatusInterceptor):
-    """KServe's exception mapping, plus a `retry-after` trailing metadata entry (seconds) where a client should
-    retry later (a DuetError with `retry_later`, a model or server not ready), as REST sends the Retry-After
-    header."""
+    """KServe's exception mapping, plus a `retry-after` trailing metadata entry (seconds) where a client
+    should retry later (a DuetError with `retry_later`, a model or server not ready), as REST sends the
+    Retry-After header."""
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__()
@@ -25,14 +25,16 @@ class RetryAfterInterceptor(ExceptionToStatusInterceptor):
     async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: ServicerContext,
                                method_name: str) -> None:
         # KServe answers ModelNotReady and ServerNotReady UNAVAILABLE, as REST answers them 503.
-        retry = (isinstance(ex, DuetError) and ex.retry_later) or isinstance(ex, (ModelNotReady, ServerNotReady))
+        retry = ((isinstance(ex, DuetError) and ex.retry_later)
+                 or isinstance(ex, (ModelNotReady, ServerNotReady)))
         if retry:
             context.set_trailing_metadata((("retry-after", str(self.retry_after_seconds)),))
         await super().handle_exception(ex, request_or_iterator, context, method_name)
 
 
 class BearerTokenInterceptor(aio.ServerInterceptor):
-    """Refuses (UNAUTHENTICATED) calls without `authorization: Bearer <token>` metadata, except health probes."""
+    """Refuses (UNAUTHENTICATED) calls without `authorization: Bearer <token>` metadata, except health
+    probes."""
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -57,7 +59,8 @@ class BearerTokenInterceptor(aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
-def duet_grpc_interceptors(retry_after_seconds: int, bearer_token: str | None) -> tuple[aio.ServerInterceptor, ...]:
+def duet_grpc_interceptors(retry_after_seconds: int,
+                           bearer_token: str | None) -> tuple[aio.ServerInterceptor, ...]:
     """KServe's logging, then the token check where a token is set, then the exception mapping."""
     interceptors: list[aio.ServerInterceptor] = [LoggingInterceptor()]
     if bearer_token:

@@ -4,18 +4,22 @@ duet builds on KServe 0.21 (`kserve` in pyproject.toml). Where KServe has no pub
 inside it, and `tests/unit/transformers_pre/test_kserve_compat.py` pins each item: an upgrade that renames an
 attribute or changes a copied method fails that test, naming the item, instead of failing a request.
 
-| item | why | the upstream change that would let it go |
-|---|---|---|
-| `InferInput._raw_data` (read, set) | a binary tensor read in place, never copied | a public raw-bytes accessor |
-| `InferenceGRPCClient._client_stub` | v2 ModelMetadata and raw ModelInfer calls | metadata and raw infer methods |
-| `InferenceRESTClient._client` | a GET of the v2 metadata route | a metadata method |
-| `RESTServer._register_endpoints`, `_add_exception_handlers`, `_add_middlewares` | duet's app gets KServe's routes | an app-factory parameter |
-| `RESTServerMultiProcess._rest_server` | the workers run duet's REST server | a REST-server-class parameter |
-| copy of `GRPCServer.start` | bind address, duet's interceptors | `host` and `interceptors` parameters |
-| copy of `ModelServer.start` | bind address, duet's REST and gRPC servers | a `host` parameter |
+Each item: what duet uses, why, and the upstream change that would let it go.
+- `InferInput._raw_data` (read, set): a binary tensor read in place, never copied; a raw-bytes accessor.
+- `InferenceGRPCClient._client_stub`: v2 ModelMetadata and raw ModelInfer calls; methods for both.
+- `InferenceRESTClient._client`: a GET of the v2 metadata route; a metadata method.
+- `RESTServer._register_endpoints`, `_add_exception_handlers`, `_add_middlewares`: duet's own app gets
+  KServe's routes and handlers; an app-factory parameter on RESTServer and ModelServer.
+- `RESTServerMultiProcess._rest_server`: the worker processes run duet's REST server; a REST-server
+  parameter.
+- a copy of `GRPCServer.start`: the bind address and duet's interceptors; `host` and `interceptors`
+  parameters.
+- a copy of `ModelServer.start`: the bind address, duet's REST and gRPC servers; a `host` parameter (and the
+  two above).
 
 KServe hard-codes its listeners to every interface (`0.0.0.0` for uvicorn, `[::]` for gRPC). A container wants
-every interface; the local stack wants 127.0.0.1 only, so nothing on the network reaches a developer's machine.
+every interface; the local stack wants 127.0.0.1 only, so nothing on the network reaches a developer's
+machine.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 
-# sha256 of `inspect.getsource` of each KServe method copied below, as of the KServe version duet pins; the unit
-# test recomputes them, so an upgrade that changes one says which copy to bring up to date.
+# sha256 of `inspect.getsource` of each KServe method copied below, as of the KServe version duet pins; the
+# unit test recomputes them, so an upgrade that changes one says which copy to bring up to date.
 COPIED_FROM = {
     "kserve.protocol.grpc.server.GRPCServer.start":
         "f4ea7b4eb6f0d9f7ac4947c7bda31531f4bf870529f9de0964a2dad2f6a7fb5e",
@@ -81,9 +85,9 @@ def add_kserve_routes(app: FastAPI, dataplane: DataPlane, extension: ModelReposi
     """KServe's REST routes (v1, v2, health, model repository) and exception handlers on `app`; KServe's
     middlewares (timing, access log) only where an access-log format asks for them.
 
-    KServe's timing middleware matches every request's route a second time to name a metric, reads the CPU clock
-    and formats two `kserve.trace` lines per request that duet's log config drops (they duplicate the access log
-    and the `duet_*` histograms): CPU on every request for nothing.
+    KServe's timing middleware matches every request's route a second time to name a metric, reads the CPU
+    clock and formats two `kserve.trace` lines per request that duet's log config drops (they duplicate the
+    access log and the `duet_*` histograms): CPU on every request for nothing.
     """
     kserve_server = RESTServer(FASTAPI_APP_IMPORT_STRING, dataplane, extension, http_port=0,
                                access_log_format=access_log_format)
@@ -97,14 +101,16 @@ class BoundRESTServer(RESTServer):
     """KServe's REST server on `bind_address`, serving the app `build_app` returns (built in the process that
     serves it: each worker process builds its own), or KServe's own app without its timing middleware."""
 
-    def __init__(self, *args: Any, bind_address: str, build_app: AppFactory | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, bind_address: str, build_app: AppFactory | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = bind_address
         self.build_app = build_app
 
     def create_application(self) -> None:
         if self.build_app is not None:
-            self.config.app = self.build_app(self.dataplane, self.model_repository_extension, self.access_log_format)
+            self.config.app = self.build_app(self.dataplane, self.model_repository_extension,
+                                             self.access_log_format)
             return
         super().create_application()
 
@@ -113,7 +119,8 @@ class BoundRESTServer(RESTServer):
             super()._add_middlewares(app)
 
 
-def multiprocess_rest_server(rest_server: BoundRESTServer, *args: Any, **kwargs: Any) -> RESTServerMultiProcess:
+def multiprocess_rest_server(rest_server: BoundRESTServer, *args: Any,
+                             **kwargs: Any) -> RESTServerMultiProcess:
     """KServe's multi-process REST server whose workers run `rest_server` (they unpickle it, then call its
     `run`)."""
     multiprocess = RESTServerMultiProcess(*args, **kwargs)
@@ -149,9 +156,9 @@ class BoundGRPCServer(GRPCServer):
 
 
 class BoundModelServer(ModelServer):
-    """KServe's ModelServer whose REST and gRPC listeners bind `bind_address` (default: every interface), whose
-    REST server serves `build_app`'s app (default: KServe's), and whose gRPC server runs `grpc_interceptors`
-    (default: KServe's)."""
+    """KServe's ModelServer whose REST and gRPC listeners bind `bind_address` (default: every interface),
+    whose REST server serves `build_app`'s app (default: KServe's), and whose gRPC server runs
+    `grpc_interceptors` (default: KServe's)."""
 
     def __init__(self, *, bind_address: str = "0.0.0.0", build_app: AppFactory | None = None,
                  grpc_interceptors: tuple[aio.ServerInterceptor, ...] | None = None, **kwargs: Any) -> None:
@@ -164,9 +171,10 @@ class BoundModelServer(ModelServer):
         """The REST server `start` runs (in this process, or in each worker process)."""
         return BoundRESTServer(
             FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
-            bind_address=self.bind_address, build_app=self.build_app, access_log_format=self.access_log_format,
-            workers=self.workers, grace_period=self.grace_period, event_loop=self.event_loop,
-            timeout_keep_alive=self.timeout_keep_alive, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+            bind_address=self.bind_address, build_app=self.build_app,
+            access_log_format=self.access_log_format, workers=self.workers, grace_period=self.grace_period,
+            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
+            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
         )
 
     def start(self, models: list) -> None:

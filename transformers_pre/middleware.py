@@ -1,5 +1,5 @@
-"""duet's REST middleware: request ids, the checks made before a body is read, Retry-After, large binary bodies
-received whole."""
+"""duet's REST middleware: request ids, the checks made before a body is read, Retry-After, large binary
+bodies received whole."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ logger = logging.getLogger("duet.server")
 
 
 class RequestContextMiddleware:
-    """Tag every log line of a request with its id (the client's x-request-id, or a new one) and echo it; refuse
-    unauthenticated and oversized requests; tell clients of a 429 or 503 when to retry.
+    """Tag every log line of a request with its id (the client's x-request-id, or a new one) and echo it;
+    refuse unauthenticated and oversized requests; tell clients of a 429 or 503 when to retry.
 
-    Plain ASGI rather than `app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app in a task group
-    and streams the response through memory channels, which cost CPU on every request (py-spy,
+    Plain ASGI rather than `app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app in a task
+    group and streams the response through memory channels, which cost CPU on every request (py-spy,
     docs/benchmarks.md); this only wraps `send` to add headers.
     """
 
@@ -107,8 +107,8 @@ class RequestContextMiddleware:
 
 
 def _whole_body_lengths(scope: Scope, request: Request) -> tuple[int, int] | None:
-    """(Content-Length, JSON header length) of a binary-extension inference request large enough to be received
-    whole, else None (the request takes Starlette's path)."""
+    """(Content-Length, JSON header length) of a binary-extension inference request large enough to be
+    received whole, else None (the request takes Starlette's path)."""
     if scope["method"] != "POST" or not scope["path"].endswith("/infer"):
         return None
     length, json_length = request.headers.get("content-length", ""), request.headers.get(INFERENCE_HEADER, "")

@@ -1,4 +1,5 @@
-"""The one REST error path: every refusal is a DuetError, rendered here as a v2 error body `{"error": "..."}`."""
+"""The one REST error path: every refusal is a DuetError, rendered here as a v2 error body `{"error":
+"..."}`."""
 
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ def error_response(error: DuetError) -> JSONResponse:
 def describe_validation_error(error: RequestValidationError, limit: int = 3) -> str:
     """FastAPI's validation errors as one v2 error message: where and what, never the offending values
     (they may hold patient data)."""
-    # KServe's infer route takes InferenceRequest or raw bytes: the bytes branch's complaint says nothing useful.
-    errors = [item for item in error.errors() if tuple(item.get("loc", ()))[-1:] != ("bytes",)] or error.errors()
+    # KServe's infer route takes InferenceRequest or raw bytes: the bytes branch's complaint says nothing
+    # useful.
+    errors = ([item for item in error.errors() if tuple(item.get("loc", ()))[-1:] != ("bytes",)]
+              or error.errors())
     problems = []
     for item in errors[:limit]:
-        where = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body", "InferenceRequest"))
+        where = ".".join(str(part) for part in item.get("loc", ())
+                         if part not in ("body", "InferenceRequest"))
         problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
     more = len(errors) - limit
     suffix = f" (and {more} more)" if more > 0 else ""

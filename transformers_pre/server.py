@@ -1,7 +1,8 @@
-"""The app factory and the model server: duet's REST app (KServe's routes plus duet's error path, middleware and
-`/metrics`) and KServe's ModelServer wired to serve it, with duet's gRPC interceptors.
+"""The app factory and the model server: duet's REST app (KServe's routes plus duet's error path, middleware
+and `/metrics`) and KServe's ModelServer wired to serve it, with duet's gRPC interceptors.
 
-Nothing here changes KServe's global app: each REST process (or worker process) builds its own with `create_app`.
+Nothing here changes KServe's global app: each REST process (or worker process) builds its own with
+`create_app`.
 """
 
 from __future__ import annotations

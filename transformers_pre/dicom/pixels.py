@@ -1,15 +1,17 @@
-"""One view's pixel pipeline: decode, window, crop, orient and resize one image for the detector (pure: it runs
-in a worker thread or process, `pools.py`).
+"""One view's pixel pipeline: decode, window, crop, orient and resize one image for the detector (pure: it
+runs in a worker thread or process, `pools.py`).
 
 Per syntax, the cheapest path its bytes allow (`prepare_pixels`):
-- JPEG 2000 / HTJ2K: the codestream's main header is checked against the DICOM header, then only the resolution
-  levels the model needs are decoded (Pillow, see `jpeg2000`), unless `DicomSettings.resolution_aware` is off;
+- JPEG 2000 / HTJ2K: the codestream's main header is checked against the DICOM header, then only the
+  resolution levels the model needs are decoded (Pillow, see `jpeg2000`), unless
+  `DicomSettings.resolution_aware` is off;
 - baseline JPEG: libjpeg's scaled DCT decode (`jpeg`), likewise;
 - native little endian: the pixels are a numpy view of the request's bytes (no copy); a strided preview finds
   the breast, then the crop's stored values are averaged over 2^r x 2^r blocks (r as for JPEG 2000: the
-  coarsest level that keeps the crop at least the model size) and only those means go through the lookup table;
-- the rest (JPEG-LS, RLE, big endian, deflated): pydicom's decoder, then the same block-mean, crop-before-window
-  pass. With `resolution_aware` off, every syntax windows its full-resolution crop.
+  coarsest level that keeps the crop at least the model size) and only those means go through the lookup
+  table;
+- the rest (JPEG-LS, RLE, big endian, deflated): pydicom's decoder, then the same block-mean,
+  crop-before-window pass. With `resolution_aware` off, every syntax windows its full-resolution crop.
 """
 
 from __future__ import annotations
@@ -63,9 +65,9 @@ NATIVE_IN_PLACE = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 def chest_wall_hint(ds: Dataset, laterality: str) -> bool | None:
     """What the header says about the chest wall being on the right (None when it says nothing).
 
-    PatientOrientation's first value is the direction of increasing column index: "A" (towards anterior, so the
-    chest wall is on the left) or "P" (chest wall on the right). Without it, the usual hanging convention: right
-    breasts are stored chest wall right.
+    PatientOrientation's first value is the direction of increasing column index: "A" (towards anterior, so
+    the chest wall is on the left) or "P" (chest wall on the right). Without it, the usual hanging convention:
+    right breasts are stored chest wall right.
     """
     orientation = ds.get("PatientOrientation", None)
     if orientation:
@@ -125,9 +127,10 @@ def prepare_pixels(
         element = locate_pixel_data(blob, syntax, header.index, forced=header.forced)
         raw = native_pixels(blob, element, header.rows, header.columns, header.bits_allocated, header.signed,
                             header.index)
-        # Raw bit patterns: the table folds away bits above BitsStored, but block means need them clear, and the
-        # fallback window needs the true range; with such bits set, block means are skipped (the full-resolution
-        # crop goes through the table) and a fallback window is left to pydicom's decoder, which masks them.
+        # Raw bit patterns: the table folds away bits above BitsStored, but block means need them clear, and
+        # the fallback window needs the true range; with such bits set, block means are skipped (the
+        # full-resolution crop goes through the table) and a fallback window is left to pydicom's decoder,
+        # which masks them.
         kind = voi_kind(header.dataset)
         present = canonical_range(raw, header.bits_stored, header.signed) if kind == "fallback" else None
         if kind != "fallback" or present is not None:
@@ -135,7 +138,8 @@ def prepare_pixels(
                 resolution_aware and within_bits_stored(raw, header.bits_stored, header.signed))
             window = canonical_table(build_table(header.dataset, stored_range=present), header.bits_stored,
                                      header.signed)
-            return _finish(raw, window, hint, model_hw, started, time.perf_counter(), resolution_aware and clean)
+            return _finish(raw, window, hint, model_hw, started, time.perf_counter(),
+                           resolution_aware and clean)
     stored = decode_pixels(blob, syntax, header.index, forced=header.forced)
     decoded = time.perf_counter()
     kind = voi_kind(header.dataset)
@@ -168,8 +172,8 @@ def _finish(stored: np.ndarray, window: WindowTable, hint: bool | None, model_hw
                    started, decoded)
 
 
-def _render(decoded_image: np.ndarray, window: WindowTable, transform: ViewTransform, model_hw: tuple[int, int],
-            started: float, decoded: float) -> ViewPixels:
+def _render(decoded_image: np.ndarray, window: WindowTable, transform: ViewTransform,
+            model_hw: tuple[int, int], started: float, decoded: float) -> ViewPixels:
     x0, y0, x1, y1 = transform.crop
     windowed = apply_table(decoded_image[y0:y1, x0:x1], window)
     windowed_at = time.perf_counter()
@@ -183,10 +187,10 @@ def _prepare_reduced(decode: Callable[[int], np.ndarray], grid_of: Callable[[int
                      levels: int, header: ImageHeader, hint: bool | None, model_hw: tuple[int, int],
                      started: float) -> ViewPixels | None:
     """A view decoded at reduced resolution: JPEG 2000 / HTJ2K wavelet levels left out, or JPEG's scaled DCT.
-    `decode(r)` returns the stored values 2^r times smaller (BadRequest when the decoder refuses), `grid_of(r)`
-    where its samples sit on the stored grid, `levels` the largest r the stream allows. None when there is
-    nothing to leave out, or when the decoder refuses the reduction (JPEG 2000 tile-part headers may declare fewer
-    levels than the main header): the caller then decodes at full resolution.
+    `decode(r)` returns the stored values 2^r times smaller (BadRequest when the decoder refuses),
+    `grid_of(r)` where its samples sit on the stored grid, `levels` the largest r the stream allows. None when
+    there is nothing to leave out, or when the decoder refuses the reduction (JPEG 2000 tile-part headers may
+    declare fewer levels than the main header): the caller then decodes at full resolution.
 
     The first decode is one level finer than the whole image would need (the breast crop is smaller than the
     image, usually by less than half per side); the breast is found on it. When the crop turns out to need a

@@ -1,5 +1,5 @@
-"""The bounded pools that run the pixel pipeline (`pixels.py`): threads, and worker processes for the codecs that
-hold the GIL."""
+"""The bounded pools that run the pixel pipeline (`pixels.py`): threads, and worker processes for the codecs
+that hold the GIL."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def worker_init() -> None:
 
 def worker_context() -> multiprocessing.context.BaseContext:
     """Where worker processes come from: a fork server that has imported this module (and not the server's
-    __main__, which would drag KServe into every worker), else plain spawn. Never a fork of the serving process,
-    whose gRPC and event-loop threads make forking unsafe."""
+    __main__, which would drag KServe into every worker), else plain spawn. Never a fork of the serving
+    process, whose gRPC and event-loop threads make forking unsafe."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
@@ -43,15 +43,16 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 
 class DecodePools:
-    """Bounded pools that prepare views: worker processes for the codecs that hold the GIL, threads for the rest.
+    """Bounded pools that prepare views: worker processes for the codecs that hold the GIL, threads for the
+    rest.
 
-    pylibjpeg-openjpeg, pyjpegls and pylibjpeg-rle hold the GIL while decoding, so a thread decoding JPEG 2000 at
-    full resolution, JPEG-LS or RLE stalls the others: those views go to `decode_workers` processes (from a fork
-    server, on first use or `warm_up`, never at import), and only the file in and the small model input out cross
-    the process boundary. Everything else stays on `decode_workers` threads (`uses_process` says which): numpy's
-    gather and OpenCV release the GIL, and copying an uncompressed view to a process would cost more than its
-    whole pipeline; JPEG 2000 and baseline JPEG decoded at reduced resolution are short enough that shipping the
-    file to a process costs about what the parallelism gains (docs/benchmarks.md).
+    pylibjpeg-openjpeg, pyjpegls and pylibjpeg-rle hold the GIL while decoding, so a thread decoding JPEG 2000
+    at full resolution, JPEG-LS or RLE stalls the others: those views go to `decode_workers` processes (from a
+    fork server, on first use or `warm_up`, never at import), and only the file in and the small model input
+    out cross the process boundary. Everything else stays on `decode_workers` threads (`uses_process` says
+    which): numpy's gather and OpenCV release the GIL, and copying an uncompressed view to a process would
+    cost more than its whole pipeline; JPEG 2000 and baseline JPEG decoded at reduced resolution are short
+    enough that shipping the file to a process costs about what the parallelism gains (docs/benchmarks.md).
     """
 
     def __init__(self, settings: DicomSettings) -> None:
@@ -75,8 +76,8 @@ class DecodePools:
             return self._processes
 
     def uses_process(self, header: ImageHeader) -> bool:
-        """Processes for the slow codecs that hold the GIL: JPEG-LS, RLE, and JPEG 2000 or baseline JPEG decoded
-        at full resolution; threads for the rest (see the class docstring)."""
+        """Processes for the slow codecs that hold the GIL: JPEG-LS, RLE, and JPEG 2000 or baseline JPEG
+        decoded at full resolution; threads for the rest (see the class docstring)."""
         syntax = header.transfer_syntax
         if syntax in JPEG2000_SYNTAXES and self.settings.resolution_aware:
             return False

@@ -65,7 +65,8 @@ async def prepare_study(
         blob = blobs[image.index]
         if pools.uses_process(image.header):
             # A view of the request cannot be pickled: a worker process gets its own copy of the file.
-            arguments = (prepare_in_worker, bytes(blob), image.index, image.laterality, model_hw, pools.settings)
+            arguments = (prepare_in_worker, bytes(blob), image.index, image.laterality, model_hw,
+                         pools.settings)
             try:
                 tasks.append(loop.run_in_executor(pools.processes(), *arguments))
             except BrokenProcessPool:
@@ -91,8 +92,8 @@ async def prepare_study(
             raise PayloadTooLarge("the image is too large to process with the memory available",
                                   image_index=image.index) from None
         if isinstance(result, Exception):
-            # A decoder or numeric library failing on this file's bytes: the client's data, not the service, so a
-            # 4xx naming the image. Only the type is logged (messages of some libraries quote values).
+            # A decoder or numeric library failing on this file's bytes: the client's data, not the service,
+            # so a 4xx naming the image. Only the type is logged (messages of some libraries quote values).
             logger.warning("image %d failed in preparation: %s", image.index, type(result).__name__)
             raise Unprocessable(f"the pixel data could not be processed ({type(result).__name__})",
                                 image_index=image.index) from None

@@ -2,10 +2,10 @@
 
 Laterality, first found wins: ImageLaterality (0020,0062), then the series' Laterality (0020,0060), else "U"
 (unknown). View: ViewPosition (0018,5101) as written (CC, MLO, ML, LM, XCCL, ...), else the first View Code
-Sequence (0054,0220) item's SNOMED code (cranio-caudal 399162004 -> CC, medio-lateral oblique 399368009 -> MLO,
-medio-lateral 399260004 -> ML, latero-medial 399352003 -> LM), else "U". Two images with the same known
-laterality and view, or the same SOP Instance UID, are a 400; so are images of different studies (one study per
-request). Images with an unknown laterality or view are never called duplicates.
+Sequence (0054,0220) item's SNOMED code (cranio-caudal 399162004 -> CC, medio-lateral oblique 399368009 ->
+MLO, medio-lateral 399260004 -> ML, latero-medial 399352003 -> LM), else "U". Two images with the same known
+laterality and view, or the same SOP Instance UID, are a 400; so are images of different studies (one study
+per request). Images with an unknown laterality or view are never called duplicates.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def check_study(images: Sequence[StudyImage]) -> None:
     for image in images:
         first = seen_uid.setdefault(image.header.sop_instance_uid, image.index)
         if first != image.index:
-            raise BadRequest(f"images {first} and {image.index} are the same SOP instance", image_index=image.index)
+            raise BadRequest(f"images {first} and {image.index} are the same SOP instance",
+                             image_index=image.index)
         if UNKNOWN in (image.laterality, image.view):
             continue
         key = (image.laterality, image.view)

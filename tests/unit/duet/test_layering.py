@@ -1,7 +1,7 @@
-"""The layering of docs/architecture.md, read from the sources: the transformer image needs neither torch nor the
-CLI, the build code never depends on serving code, the model registry (which the transformer image carries and
-everything else reads) depends on nothing, and inside the transformer the core knows neither the transport nor
-the models, the transport knows no model, and no model knows the transport or another model."""
+"""The layering of docs/architecture.md, read from the sources: the transformer image needs neither torch nor
+the CLI, the build code never depends on serving code, the model registry (which the transformer image carries
+and everything else reads) depends on nothing, and inside the transformer the core knows neither the transport
+nor the models, the transport knows no model, and no model knows the transport or another model."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_inside_the_transformer_a_layer_never_imports_what_it_may_not(layer: str
 
 
 def test_the_layering_check_resolves_relative_imports_from_a_subpackage() -> None:
-    # dicom/model.py imports `..errors` (the core) and `.findings` (its own package): both must be seen, or the
-    # checks above could pass by seeing nothing.
+    # dicom/model.py imports `..errors` (the core) and `.findings` (its own package): both must be seen, or
+    # the checks above could pass by seeing nothing.
     imports = package_imports(PACKAGE / "dicom" / "model.py")
     assert {"errors", "settings", "dicom"} <= imports, imports

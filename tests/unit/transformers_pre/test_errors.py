@@ -1,4 +1,5 @@
-"""Every refusal is a DuetError carrying both statuses; the retry statuses of both transports derive from them."""
+"""Every refusal is a DuetError carrying both statuses; the retry statuses of both transports derive from
+them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""duet's gRPC interceptors on a real gRPC server (KServe's servicer over duet's DataPlane, on 127.0.0.1) called by
-KServe's own gRPC client: the same errors, retry hints and token rule as REST."""
+"""duet's gRPC interceptors on a real gRPC server (KServe's servicer over duet's DataPlane, on 127.0.0.1)
+called by KServe's own gRPC client: the same errors, retry hints and token rule as REST."""
 
 from __future__ import annotations
 

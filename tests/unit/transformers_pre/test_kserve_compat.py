@@ -97,8 +97,8 @@ def test_the_rest_server_binds_the_given_address_and_serves_the_built_app() -> N
 
 
 def test_each_rest_worker_process_builds_duets_app_from_the_pickled_server() -> None:
-    # What KServe's multi-process server does: each spawned worker unpickles the REST server, then calls its `run`,
-    # which creates the application in that process.
+    # What KServe's multi-process server does: each spawned worker unpickles the REST server, then calls its
+    # `run`, which creates the application in that process.
     server = _rest_server(build_app=functools.partial(create_app, Settings()), workers=2)
     multiprocess = kserve_compat.multiprocess_rest_server(
         server, "kserve.model_server:app", server.dataplane, server.model_repository_extension, 0, workers=2)

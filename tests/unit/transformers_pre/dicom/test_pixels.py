@@ -78,8 +78,8 @@ def test_bits_above_bits_stored_are_ignored_as_pydicom_ignores_them() -> None:
 
 @pytest.mark.parametrize("syntax", ["explicit", "rle", "jpegls", "j2k"])
 def test_a_file_read_in_place_from_the_request_prepares_exactly_like_its_bytes(syntax: str) -> None:
-    """Files arrive as read-only views of the request body (`codecs.split_bytes_tensor`); every path reads them
-    in place and gives the same header and model input as from a `bytes` copy."""
+    """Files arrive as read-only views of the request body (`codecs.split_bytes_tensor`); every path reads
+    them in place and gives the same header and model input as from a `bytes` copy."""
     blob = synth_image(31, rows=512, columns=416, bits=12, syntax=syntax, n_lesions=1, degraded=False).to_bytes()
     view = memoryview(bytearray(b"\0" * 7 + blob))[7:].toreadonly()  # inside a larger buffer, as in a request
     from_bytes, from_view = read_study([blob], DicomSettings())[0], read_study([view], DicomSettings())[0]

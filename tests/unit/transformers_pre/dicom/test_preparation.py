@@ -66,8 +66,8 @@ def _kill_workers(pools: DecodePools) -> None:
 
 
 def _kill_workers_once_busy(pools: DecodePools, deadline_s: float = 60.0) -> None:
-    """Kill the worker processes as soon as one of them is working (its CPU time grows): mid-view, as on a codec
-    crash, whatever the machine's speed."""
+    """Kill the worker processes as soon as one of them is working (its CPU time grows): mid-view, as on a
+    codec crash, whatever the machine's speed."""
     workers = [psutil.Process(process.pid) for process in pools.processes()._processes.values()]
     idle = [sum(worker.cpu_times()[:2]) for worker in workers]
     deadline = time.monotonic() + deadline_s
