@@ -168,7 +168,10 @@ def make_response(
     infer_outputs: list[InferOutput] = []
     for name, array in outputs.items():
         infer_output = InferOutput(name=name, shape=list(array.shape), datatype=from_np_dtype(array.dtype))
-        infer_output.set_data_from_numpy(array, binary_data=False)
+        # An empty output a REST client reads as binary is encoded as binary here: KServe 0.21's `to_rest` only
+        # converts outputs whose data is truthy, and an empty one would leave it without bytes (a TypeError, 500).
+        empty_binary = array.size == 0 and not request.from_grpc and _wants_binary(request, name)
+        infer_output.set_data_from_numpy(array, binary_data=empty_binary)
         infer_outputs.append(infer_output)
     for name, blob in (blobs or {}).items():
         binary = _wants_binary(request, name)

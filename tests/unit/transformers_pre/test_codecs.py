@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -81,6 +82,23 @@ def test_blob_output_is_raw_for_binary_clients_and_base64_in_json() -> None:
     binary_client.request_outputs = [RequestedOutput("report", {"binary_data": True})]
     raw, json_length = make_response(binary_client, "m", {}, blobs={"report": sr}).to_rest()
     assert raw[json_length:] == len(sr).to_bytes(4, "little") + sr
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_empty_outputs_encode_for_binary_and_json_clients(binary: bool) -> None:
+    # A study without findings: boxes [0, 4], scores [0] beside a non-empty risk.
+    client = _json_request("text", ["x"])
+    client.request_outputs = [RequestedOutput(name, {"binary_data": binary}) for name in ("boxes", "scores", "risk")]
+    outputs = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
+               "risk": np.full(1, 0.25, np.float32)}
+    encoded, json_length = make_response(client, "m", outputs).to_rest()
+    if binary:
+        header = json.loads(bytes(encoded[:json_length]))
+        sizes = {o["name"]: o["parameters"]["binary_data_size"] for o in header["outputs"]}
+        assert sizes == {"boxes": 0, "scores": 0, "risk": 4}
+        assert encoded[json_length:] == np.full(1, 0.25, np.float32).tobytes()
+    else:
+        assert {o["name"]: o["data"] for o in encoded["outputs"]} == {"boxes": [], "scores": [], "risk": [0.25]}
 
 
 def test_request_parameters_are_plain_values() -> None:
