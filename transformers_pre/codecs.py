@@ -168,9 +168,11 @@ def make_response(
     infer_outputs: list[InferOutput] = []
     for name, array in outputs.items():
         infer_output = InferOutput(name=name, shape=list(array.shape), datatype=from_np_dtype(array.dtype))
-        # An empty output a REST client reads as binary is encoded as binary here: KServe 0.21's `to_rest` only
-        # converts outputs whose data is truthy, and an empty one would leave it without bytes (a TypeError, 500).
-        empty_binary = array.size == 0 and not request.from_grpc and _wants_binary(request, name)
+        # An empty output a client reads as binary is encoded as binary here: KServe 0.21 converts only outputs
+        # whose data is truthy, so an empty one was left without bytes: over REST a TypeError (500), over gRPC
+        # raw contents one short, which clients map onto outputs by position.
+        wants_raw = request.use_binary_outputs if request.from_grpc else _wants_binary(request, name)
+        empty_binary = array.size == 0 and wants_raw
         infer_output.set_data_from_numpy(array, binary_data=empty_binary)
         infer_outputs.append(infer_output)
     for name, blob in (blobs or {}).items():

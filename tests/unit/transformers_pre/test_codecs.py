@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from kserve import InferInput, InferRequest
+from kserve import InferInput, InferRequest, InferResponse
 from kserve.protocol.infer_type import RequestedOutput
 
 from transformers_pre.codecs import (
@@ -99,6 +99,21 @@ def test_empty_outputs_encode_for_binary_and_json_clients(binary: bool) -> None:
         assert encoded[json_length:] == np.full(1, 0.25, np.float32).tobytes()
     else:
         assert {o["name"]: o["data"] for o in encoded["outputs"]} == {"boxes": [], "scores": [], "risk": [0.25]}
+
+
+def test_empty_outputs_keep_their_place_among_raw_grpc_outputs() -> None:
+    tensor = InferInput("dicom", [1], "BYTES")
+    tensor.set_data_from_numpy(bytes_tensor([DICOM_LIKE]), binary_data=True)
+    grpc_request = InferRequest.from_grpc(InferRequest("m", [tensor]).to_grpc())
+    assert grpc_request.from_grpc and grpc_request.use_binary_outputs
+    outputs = {"boxes": np.zeros((0, 4), np.float32), "risk": np.full(1, 0.25, np.float32)}
+    sent = make_response(grpc_request, "m", outputs, blobs={"report": b"SR"}).to_grpc()
+    assert len(sent.raw_output_contents) == len(sent.outputs) == 3
+    received = InferResponse.from_grpc(sent)
+    decoded = {output.name: output.as_numpy() for output in received.outputs}
+    assert decoded["boxes"].shape == (0, 4)
+    assert decoded["risk"].tolist() == [0.25]
+    assert decoded["report"].tolist() == [b"SR"]
 
 
 def test_request_parameters_are_plain_values() -> None:
