@@ -2,8 +2,8 @@
 `codecs.split_bytes_tensor`), opened as a file without copying it.
 
 `io.BytesIO` shares a `bytes` object but copies any other buffer whole: a whole uncompressed mammography view
-when the file is a memoryview of the request body. `ViewReader` reads a view in place; a reader such as pydicom
-then copies only what it reads (the header elements, and the pixel data where a codec needs it).
+when the file is a memoryview of the request body. `ViewReader` reads a view in place; a reader such as
+pydicom then copies only what it reads (the header elements, and the pixel data where a codec needs it).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class ViewReader(io.RawIOBase):
         return bytes(self._view[start:end])
 
     def close(self) -> None:
-        """Let go of the view: a reader that outlives its read (pydicom keeps it on the dataset) must not keep the
-        request's buffer referenced, or the buffer cannot be reused (`body.ReceiveBuffers`)."""
+        """Let go of the view: a reader that outlives its read (pydicom keeps it on the dataset) must not keep
+        the request's buffer referenced, or the buffer cannot be reused (`body.ReceiveBuffers`)."""
         self._view = memoryview(b"")
         super().close()
 
@@ -52,8 +52,9 @@ class ViewReader(io.RawIOBase):
 
 
 def open_blob(blob: Blob) -> BinaryIO:
-    """A file object over `blob` that does not copy it; close it (or use it in a `with`) once read. (Not wrapped
-    in `io.BufferedReader`: pydicom takes any BufferedReader for a file on disk and asks for its name.)"""
+    """A file object over `blob` that does not copy it; close it (or use it in a `with`) once read. (Not
+    wrapped in `io.BufferedReader`: pydicom takes any BufferedReader for a file on disk and asks for its
+    name.)"""
     if isinstance(blob, bytes):
         return io.BytesIO(blob)
     return ViewReader(blob)  # type: ignore[return-value]

@@ -51,7 +51,8 @@ def test_every_worker_answers_with_duets_app(two_worker_stack: LocalStack) -> No
     # Fresh connections, so the kernel spreads them over the workers' shared socket.
     for index in range(12):
         with httpx.Client(timeout=60) as client:
-            answer = client.post(url, json=_headline(f"Markets steady {index}"), headers={"x-request-id": f"r{index}"})
+            answer = client.post(url, json=_headline(f"Markets steady {index}"),
+                                 headers={"x-request-id": f"r{index}"})
             assert answer.status_code == 200, answer.text
             assert answer.headers["x-request-id"] == f"r{index}"  # duet's middleware
             assert answer.headers["content-type"] == "application/json"

@@ -17,7 +17,8 @@ PACKAGE = ROOT / "transformers_pre"
 # Inside transformers_pre: its layers, by module (docs/architecture.md). `__main__` wires them all together.
 CORE = {"base", "blob", "body", "codecs", "errors", "kserve_compat", "logs", "metrics", "predictor_client",
         "registry", "settings"}
-TRANSPORT = {"access", "binary_request", "dataplane", "grpc_interceptors", "middleware", "rest_errors", "server"}
+TRANSPORT = {"access", "binary_request", "dataplane", "grpc_interceptors", "middleware", "rest_errors",
+             "server"}
 MODELS = {"dicom", "text"}
 
 
@@ -82,7 +83,8 @@ def test_every_transformer_module_has_a_layer() -> None:
     ("dicom", TRANSPORT | {"text"}),
     ("text", TRANSPORT | {"dicom"}),
 ])
-def test_inside_the_transformer_a_layer_never_imports_what_it_may_not(layer: str, forbidden: set[str]) -> None:
+def test_inside_the_transformer_a_layer_never_imports_what_it_may_not(layer: str,
+                                                                       forbidden: set[str]) -> None:
     members = {"core": CORE, "transport": TRANSPORT}.get(layer, {layer})
     offending = {}
     for path in PACKAGE.rglob("*.py"):

@@ -19,7 +19,8 @@ from transformers_pre.settings import Settings
 
 @pytest.mark.parametrize(("path", "open_"), [
     ("/", True), ("/metrics", True), ("/v2/health/live", True), ("/v2/health/ready", True),
-    ("/v2/models/sentiment/ready", True), ("/v2/models/sentiment/infer", False), ("/v2/models/sentiment", False),
+    ("/v2/models/sentiment/ready", True), ("/v2/models/sentiment/infer", False),
+    ("/v2/models/sentiment", False),
     ("/v1/models/sentiment:predict", False),
 ])
 def test_only_probes_and_metrics_are_open(path: str, open_: bool) -> None:

@@ -79,7 +79,8 @@ async def _refusal(port: int, name: str, metadata: tuple = ()) -> aio.AioRpcErro
 
 @pytest.mark.parametrize(("name", "code"), [("overload", grpc.StatusCode.RESOURCE_EXHAUSTED),
                                             ("down", grpc.StatusCode.UNAVAILABLE)])
-async def test_a_refusal_to_retry_carries_retry_after(open_server: int, name: str, code: grpc.StatusCode) -> None:
+async def test_a_refusal_to_retry_carries_retry_after(open_server: int, name: str,
+                                                      code: grpc.StatusCode) -> None:
     refusal = await _refusal(open_server, name)
     assert refusal.code() == code
     assert dict(refusal.trailing_metadata() or ())["retry-after"] == "7"

@@ -34,13 +34,14 @@ def _resolve(dotted: str) -> object:
 def test_the_kserve_methods_copied_or_replaced_are_unchanged(dotted: str) -> None:
     source = inspect.getsource(_resolve(dotted))
     assert hashlib.sha256(source.encode()).hexdigest() == kserve_compat.COPIED_FROM[dotted], (
-        f"KServe changed {dotted}: bring its copy in transformers_pre/kserve_compat.py up to date (or drop the copy "
-        "if KServe now has the hook), then record the new hash in COPIED_FROM")
+        f"KServe changed {dotted}: bring its copy in transformers_pre/kserve_compat.py up to date (or drop "
+        "the copy if KServe now has the hook), then record the new hash in COPIED_FROM")
 
 
 def test_raw_input_bytes_are_kserves_raw_data_and_read_in_place() -> None:
     infer_input = InferInput(name="x", shape=[2], datatype="INT32")
-    assert kserve_compat.raw_input_bytes(infer_input) is None, "KServe's InferInput no longer starts without raw data"
+    assert kserve_compat.raw_input_bytes(infer_input) is None, (
+        "KServe's InferInput no longer starts without raw data")
     data = memoryview(np.array([7, 9], dtype=np.int32).tobytes())
     kserve_compat.set_raw_input_bytes(infer_input, data)
     assert kserve_compat.raw_input_bytes(infer_input) is data
@@ -51,7 +52,8 @@ async def test_the_grpc_client_has_the_v2_stub() -> None:
     client = InferenceGRPCClient("127.0.0.1:1")
     try:
         stub = kserve_compat.grpc_stub(client)
-        assert callable(stub.ModelMetadata) and callable(stub.ModelInfer), "InferenceGRPCClient._client_stub changed"
+        assert callable(stub.ModelMetadata) and callable(stub.ModelInfer), (
+            "InferenceGRPCClient._client_stub changed")
     finally:
         await client.close()
 
@@ -59,7 +61,8 @@ async def test_the_grpc_client_has_the_v2_stub() -> None:
 async def test_the_rest_client_has_an_httpx_client() -> None:
     client = InferenceRESTClient(RESTConfig(protocol="v2"))
     try:
-        assert isinstance(kserve_compat.http_client(client), httpx.AsyncClient), "InferenceRESTClient._client changed"
+        assert isinstance(kserve_compat.http_client(client), httpx.AsyncClient), (
+            "InferenceRESTClient._client changed")
     finally:
         await client.close()
 
@@ -76,10 +79,13 @@ def _paths(app: FastAPI) -> set[str]:
 def test_kserve_routes_and_handlers_land_on_the_given_app() -> None:
     app = FastAPI()
     kserve_compat.add_kserve_routes(app, *_registry())
-    assert {"/", "/v2/health/ready", "/v2/models/{model_name}/infer", "/v1/models/{model_name}:predict"} <= _paths(app), (
+    expected = {"/", "/v2/health/ready", "/v2/models/{model_name}/infer", "/v1/models/{model_name}:predict"}
+    assert expected <= _paths(app), (
         "RESTServer._register_endpoints no longer adds KServe's routes to the app it is given")
-    assert Exception in app.exception_handlers, "RESTServer._add_exception_handlers no longer adds KServe's catch-all"
-    assert not app.user_middleware, "KServe's timing middleware is added although no access-log format asks for it"
+    assert Exception in app.exception_handlers, (
+        "RESTServer._add_exception_handlers no longer adds KServe's catch-all")
+    assert not app.user_middleware, (
+        "KServe's timing middleware is added although no access-log format asks for it")
 
 
 def _rest_server(**kwargs: object) -> kserve_compat.BoundRESTServer:

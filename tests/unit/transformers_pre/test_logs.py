@@ -45,5 +45,6 @@ def test_the_config_routes_duet_kserve_and_uvicorn_to_stderr(log_format: str) ->
     assert {"duet", "kserve", "uvicorn", "uvicorn.access"} <= set(config["loggers"])
     assert config["loggers"]["kserve.trace"]["level"] == "WARNING"
     # What dictConfig would build for the handler, without reconfiguring this test process's logging.
-    formatter = logging.config.DictConfigurator(config).configure_formatter(dict(config["formatters"]["duet"]))
+    configurator = logging.config.DictConfigurator(config)
+    formatter = configurator.configure_formatter(dict(config["formatters"]["duet"]))
     assert isinstance(formatter, JsonFormatter) is (log_format == "json")

@@ -48,9 +48,15 @@ def _app(**settings: object) -> FastAPI:
                       ModelRepositoryExtension(model_registry=models))
 
 
-async def _post(body: object, headers: dict[str, str] | None = None, app: FastAPI | None = None) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app or _app()), base_url="http://duet") as client:
+async def _post(body: object, headers: dict[str, str] | None = None,
+                app: FastAPI | None = None) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app or _app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://duet") as client:
         return await client.post("/v2/models/m/infer", json=body, headers=headers or {})
+
+
+def _large_body() -> dict:
+    return {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a" * 4096]}]}
 
 
 def _tensor(name: str) -> dict:
@@ -88,7 +94,8 @@ async def test_other_answers_carry_no_retry_after() -> None:
     assert reply.json() == {"error": "image 0: bad tensor"}
 
 
-@pytest.mark.parametrize("body", [{"not": "v2"}, {"inputs": [{"name": "x"}]}, [1, 2], "text", {"inputs": "all"}])
+@pytest.mark.parametrize("body", [{"not": "v2"}, {"inputs": [{"name": "x"}]}, [1, 2], "text",
+                                  {"inputs": "all"}])
 async def test_a_body_that_is_not_v2_is_a_400_with_a_v2_error(body: object) -> None:
     reply = await _post(body)
     assert reply.status_code == 400
@@ -99,7 +106,8 @@ async def test_a_body_that_is_not_v2_is_a_400_with_a_v2_error(body: object) -> N
 
 
 async def test_the_validation_error_never_quotes_the_values_sent() -> None:
-    reply = await _post({"inputs": [{"name": "x", "shape": "Jane Doe 1970-01-01", "datatype": "BYTES", "data": []}]})
+    tensor = {"name": "x", "shape": "Jane Doe 1970-01-01", "datatype": "BYTES", "data": []}
+    reply = await _post({"inputs": [tensor]})
     assert reply.status_code == 400
     assert "inputs.0.shape" in reply.json()["error"]
     assert "Jane" not in reply.text
@@ -107,7 +115,7 @@ async def test_the_validation_error_never_quotes_the_values_sent() -> None:
 
 async def test_a_body_over_the_limit_is_a_413_before_it_is_read() -> None:
     app = _app(max_request_bytes=2048)
-    reply = await _post({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a" * 4096]}]}, app=app)
+    reply = await _post(_large_body(), app=app)
     assert reply.status_code == 413
     assert "the limit is 2048" in reply.json()["error"]
     assert (await _post(_tensor("ok"), app=app)).status_code == 200
@@ -133,7 +141,7 @@ async def test_bearer_token_when_set() -> None:
 
 
 async def test_a_chunked_body_over_the_limit_is_a_413_with_a_v2_error() -> None:
-    body = json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a" * 4096]}]}).encode()
+    body = json.dumps(_large_body()).encode()
 
     async def chunks():  # no Content-Length: counted as it arrives
         for start in range(0, len(body), 512):
@@ -141,7 +149,8 @@ async def test_a_chunked_body_over_the_limit_is_a_413_with_a_v2_error() -> None:
 
     app = _app(max_request_bytes=2048)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://duet") as client:
-        reply = await client.post("/v2/models/m/infer", content=chunks(), headers={"content-type": "application/json"})
+        reply = await client.post("/v2/models/m/infer", content=chunks(),
+                                  headers={"content-type": "application/json"})
     assert reply.status_code == 413
     assert reply.json() == {"error": "the request body is over the limit of 2048 bytes"}
 
@@ -160,4 +169,5 @@ def test_each_app_is_its_own_and_kserve_s_global_app_is_untouched() -> None:
     first, second = _app(), _app()
     assert first is not second
     assert len(kserve_app.routes) == routes_before
-    assert not any(getattr(route, "path", None) == "/v2/models/{model_name}/infer" for route in kserve_app.routes)
+    infer_path = "/v2/models/{model_name}/infer"
+    assert not any(getattr(route, "path", None) == infer_path for route in kserve_app.routes)
