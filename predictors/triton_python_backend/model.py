@@ -4,7 +4,7 @@ The Triton wheel used locally carries only the Python backend, so each ONNX mode
 this file with the same tensor names, `max_batch_size` and `dynamic_batching` as its cluster config. Triton
 hands `execute` every request its batcher gathered; they are concatenated into ONE ONNX Runtime call (token
 sequences padded to the longest with zeros, which the attention mask ignores) and the outputs are split back, by
-`predictors.local_backend.batching`, which the ONNX Runtime fallback predictor uses too. (This file is copied
+`predictors.triton_python_backend.batching`, which the ONNX Runtime fallback predictor uses too. (This file is copied
 into the generated local repository; the stub imports that package from the venv, where duet is installed.)
 
 Config parameters (written by duet's local-repository generator): `onnx_model` (absolute path), and
@@ -19,7 +19,7 @@ import json
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from predictors.local_backend.batching import concatenate, split
+from predictors.triton_python_backend.batching import concatenate, split
 
 
 class TritonPythonModel:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from duet.paths import MODEL_REPOSITORY
-from predictors.local_backend.batching import concatenate, pad_to, split
+from predictors.triton_python_backend.batching import concatenate, pad_to, split
 from transformers_pre.registry import MODELS
 
 
