@@ -17,6 +17,9 @@ Each item: what duet uses, why, and the upstream change that would let it go.
 - a copy of `ModelServer.start`: the bind address, duet's REST and gRPC servers; a `host` parameter (and the
   two above).
 
+Worked around with public calls elsewhere, so not here: KServe's REST binary decoding re-encodes BYTES as text
+(`binary_request.py`), and its encoders drop empty outputs read as binary (`codecs.make_response`).
+
 KServe hard-codes its listeners to every interface (`0.0.0.0` for uvicorn, `[::]` for gRPC). A container wants
 every interface; the local stack wants 127.0.0.1 only, so nothing on the network reaches a developer's
 machine.
