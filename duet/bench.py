@@ -242,7 +242,7 @@ def _cpu(result: StepResult) -> str:
 DETAIL_HEADERS = ["texts/req", "users", "system", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
                   "CPU ms per request", "Triton batch", "locust CPU ms per request"]
 CLIENT_HEADERS = ["client", "users", "duet req/s", "naive req/s", "duet / naive", "duet p99 ms", "naive p99 ms",
-                  "client CPU ms per request (duet, naive)"]
+                  "errors (duet, naive)", "client CPU ms per request (duet, naive)"]
 RATIO_HEADERS = ["texts/req", "users", "duet req/s", "naive req/s", "duet / naive", "duet texts/s / ceiling",
                  "duet p99 / naive p99"]
 
@@ -261,12 +261,14 @@ def client_rows(results: list[StepResult], wrk_runs: dict[str, WrkRun], users: i
         duet, naive = locust["duet"], locust["naive"]
         rows.append(["locust (Python)", str(users), f"{duet.rps:.1f}", f"{naive.rps:.1f}",
                      _fmt(duet.rps / naive.rps if naive.rps else None), f"{duet.p99_ms:.0f}", f"{naive.p99_ms:.0f}",
+                     f"{duet.error_count}, {naive.error_count}",
                      f"{_fmt(duet.client_cpu_ms, '.2f')}, {_fmt(naive.client_cpu_ms, '.2f')}"])
     if "duet" in wrk_runs and "naive" in wrk_runs:
         duet_run, naive_run = wrk_runs["duet"], wrk_runs["naive"]
         rows.append(["wrk (C)", str(users), f"{duet_run.rps:.1f}", f"{naive_run.rps:.1f}",
                      _fmt(duet_run.rps / naive_run.rps if naive_run.rps else None), f"{duet_run.p99_ms:.0f}",
-                     f"{naive_run.p99_ms:.0f}", f"{duet_run.client_cpu_ms:.2f}, {naive_run.client_cpu_ms:.2f}"])
+                     f"{naive_run.p99_ms:.0f}", f"{duet_run.failed}, {naive_run.failed}",
+                     f"{duet_run.client_cpu_ms:.2f}, {naive_run.client_cpu_ms:.2f}"])
     return rows
 
 

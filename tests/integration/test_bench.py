@@ -37,4 +37,6 @@ def test_bench_writes_the_side_by_side_section_and_plot(tmp_path: Path) -> None:
     assert "locust CPU ms per request" in text
     if shutil.which("wrk"):  # the cross-check of the headline case with a C client
         wrk_row = next(line for line in text.splitlines() if line.startswith("| wrk (C) | 2 |"))
-        assert float(wrk_row.split("|")[3]) > 0 and float(wrk_row.split("|")[4]) > 0
+        cells = [cell.strip() for cell in wrk_row.split("|")]
+        assert float(cells[3]) > 0 and float(cells[4]) > 0
+        assert cells[8] == "0, 0", f"wrk's requests failed: {wrk_row}"  # both servers answered every one

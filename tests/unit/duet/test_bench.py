@@ -51,6 +51,7 @@ def test_the_headline_case_is_shown_by_client_with_each_client_s_cpu() -> None:
     rows = bench.client_rows(results, wrk_runs, 32)
     assert [row[0] for row in rows] == ["locust (Python)", "wrk (C)"]
     assert rows[0][4] == "1.19" and rows[1][4] == "0.79"
-    assert rows[0][7] == "2.00, 2.50" and rows[1][7] == "0.25, 0.20"
+    assert rows[0][7] == "0, 0" and rows[1][7] == "0, 0"
+    assert rows[0][8] == "2.00, 2.50" and rows[1][8] == "0.25, 0.20"
     section = bench.markdown_section(results, {}, "notes", None, wrk_runs, 32)
     assert "| wrk (C) | 32 | 237.0 | 300.0 | 0.79 |" in section
