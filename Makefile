@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS := serve,local,cpu,build,dev,loadtest,gateway
 STAMP := $(VENV)/.installed
 
-.PHONY: up test models bench loadtest chart lint clean
+.PHONY: up test test-fast models bench loadtest chart lint clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing duet[$(EXTRAS)] (first run: a few minutes)"
@@ -25,6 +25,11 @@ up: models
 
 test: models
 	$(BIN)/pytest -q
+
+# The unit tests without the slow ones: the tier to run while developing (no model build needed; tests that need a
+# built model skip). `make test` runs everything, as CI does.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit -m "not slow"
 
 bench: models
 	$(BIN)/duet bench --markdown docs/benchmarks.md

@@ -1,8 +1,8 @@
 """Mammography benchmark of the `mammography` transformer, in one run (`make bench`, `duet bench`, or directly).
 
-    python benchmarks/bench_dicom.py [--repeats 7] [--url http://127.0.0.1:8080 | --no-stack] [--markdown PATH]
+    python -m benchmarks.bench_dicom [--repeats 7] [--url http://127.0.0.1:8080 | --no-stack] [--markdown PATH]
 
-On synthetic 4096 x 3328 12-bit views (`duet.dicom_synth`, the same 4-view studies as `bench_study.py`):
+On synthetic 4096 x 3328 12-bit views (`duet.synthetic_dicom`, the same 4-view studies as `bench_study.py`):
 1. the naive floor: one full-resolution OpenJPEG decode (pydicom + pylibjpeg-openjpeg) of one JPEG 2000 view;
 2. per view, pinned to ONE core (OpenCV on one thread), for uncompressed, JPEG 2000 Lossless and JPEG-LS Lossless:
    the full-resolution decode alone, the transformer's preprocessing on its default resolution-aware path and on
@@ -21,7 +21,6 @@ import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,17 +36,16 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_study import (
+from benchmarks.bench_study import (
     StudyRow,
     full_decode_ms,
     run_study_benchmark,
     study_blobs,
 )
-from bench_study import render_markdown as render_study_markdown
-
+from benchmarks.bench_study import render_markdown as render_study_markdown
 from transformers_pre.dicom.decode import decode_pixels
-from transformers_pre.dicom.study import prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings
 
 MODEL_HW = (256, 208)  # the shipped detector's input
@@ -109,7 +107,7 @@ def render_markdown(floor_ms: float, views: list[ViewResult], studies: list[Stud
     lines = [
         SECTION,
         "",
-        (f"Measured {when} on {machine()} with `python benchmarks/bench_dicom.py` (medians; 1-minute load average "
+        (f"Measured {when} on {machine()} with `python -m benchmarks.bench_dicom` (medians; 1-minute load average "
          f"at the end {load:.1f}: the machine is shared). Synthetic 4096 x 3328 12-bit MONOCHROME2 views "
          f"(`duet dicom synth`), detector input {MODEL_HW[0]} x {MODEL_HW[1]}. The naive floor, one "
          f"full-resolution OpenJPEG decode of one JPEG 2000 view: **{floor_ms:.0f} ms**."),
@@ -165,14 +163,14 @@ def run_stack_studies(url: str | None, repeats: int, floor_ms: float) -> list[St
                                    transformer_pid=stack.processes["transformer"].pid)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="Timed runs per per-view measurement.")
     parser.add_argument("--study-repeats", type=int, default=5, help="Timed requests per end-to-end study.")
     parser.add_argument("--url", help="A running transformer's HTTP URL for the end-to-end studies.")
     parser.add_argument("--no-stack", action="store_true", help="Skip the end-to-end studies.")
     parser.add_argument("--markdown", type=Path, help="Rewrite this file's '## mammography preprocessing' section.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cv2.setNumThreads(1)
     views = {name: (study_blobs(syntax, CACHE) or [b""])[0] for name, syntax in VIEW_SYNTAXES.items()}

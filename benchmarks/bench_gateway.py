@@ -37,7 +37,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from duet.local.gateway import LocalGatewayConfig
 from duet.local.stack import LocalStack, StackConfig, free_ports
 from duet.local.triton import TritonPorts

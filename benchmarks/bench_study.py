@@ -1,9 +1,9 @@
 """End-to-end 4-view mammography studies through a running stack, as ratios to one full-resolution decode.
 
-    python benchmarks/bench_study.py [--url http://127.0.0.1:8080] [--repeats 5] [--markdown docs/benchmarks.md]
+    python -m benchmarks.bench_study [--url http://127.0.0.1:8080] [--repeats 5] [--markdown docs/benchmarks.md]
 
 Without `--url` a local stack (`duet.local.stack.LocalStack`, mammography only, free ports) is started and
-stopped. Each study is four synthetic 4096 x 3328 12-bit views (`duet.dicom_synth`), sent as one request with
+stopped. Each study is four synthetic 4096 x 3328 12-bit views (`duet.synthetic_dicom`), sent as one request with
 `tritonclient.http` binary tensors, as a hospital client would. The floor ("naive decode") is one full-resolution
 OpenJPEG decode (pydicom + pylibjpeg-openjpeg) of the first view of the JPEG 2000 study, measured in the same run.
 The transformer's CPU seconds per study are read from /proc when the stack is local (its process and children).
@@ -28,11 +28,11 @@ from pydicom import dcmread
 from rich.console import Console
 from rich.progress import Progress
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 
 ROWS, COLUMNS, BITS = 4096, 3328, 12
 SEED = 7
-# Study name -> duet.dicom_synth syntax.
+# Study name -> duet.synthetic_dicom syntax.
 STUDY_SYNTAXES = {
     "JPEG 2000 Lossless": "j2k",
     "HTJ2K Lossless": "htj2k",
@@ -238,7 +238,7 @@ def render_markdown(rows: list[StudyRow], *, machine: str, when: str, note: str 
     """The markdown table of `rows` (no section heading)."""
     floor = rows[0].floor_ms if rows else float("nan")
     lines = [
-        (f"Measured {when} on {machine} with `python benchmarks/bench_study.py` (medians of the timed requests). "
+        (f"Measured {when} on {machine} with `python -m benchmarks.bench_study` (medians of the timed requests). "
         f"Naive floor, one full-resolution OpenJPEG decode of one {ROWS} x {COLUMNS} {BITS}-bit J2K view in the "
         f"same run: **{floor:.0f} ms**."),
         "",
@@ -263,7 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="A running transformer's HTTP URL; default: start a local stack.")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", help="Comma-separated dicom_synth syntaxes (j2k,htj2k,jpegls,explicit).")
+    parser.add_argument("--only", help="Comma-separated synthetic_dicom syntaxes (j2k,htj2k,jpegls,explicit).")
     args = parser.parse_args()
     syntaxes = STUDY_SYNTAXES
     if args.only:

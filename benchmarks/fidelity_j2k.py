@@ -1,6 +1,6 @@
 """How much resolution-aware JPEG 2000 decoding changes what the detector sees and says (reduced vs full decode).
 
-    python benchmarks/fidelity_j2k.py [--held-out 40] [--size 2048x1664] [--markdown docs/benchmarks.md]
+    python -m benchmarks.fidelity_j2k [--held-out 40] [--size 2048x1664] [--markdown docs/benchmarks.md]
 
 Three measurements, each through the transformer's own code (`study.prepare_pixels` with
 `resolution_aware=True` and `False`, `findings.collect_findings`) and the built detector run by ONNX Runtime:
@@ -10,7 +10,7 @@ Three measurements, each through the transformer's own code (`study.prepare_pixe
 2. every JPEG 2000 file of pydicom's and pydicom-data's test data: the same input difference at the decode level
    (window from the file, or the min-max fallback; area resize of the whole frame to the model's fit), or why the
    service would refuse the file before decoding;
-3. a held-out set of synthetic single-view studies (`duet.dicom_synth` in the `Namespace.HELD_OUT` seed space of
+3. a held-out set of synthetic single-view studies (`duet.synthetic_dicom` in the `Namespace.HELD_OUT` seed space of
    `predictors.seed_spaces`, which by construction shares no random stream with the detector's training or build
    evaluation phantoms): mAP@0.5 and malignancy (risk) ROC AUC through each path.
 Prints the tables; `--markdown PATH` writes them into PATH's "## Mammography end to end" section, under
@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.progress import Progress
 from sklearn.metrics import roc_auc_score
 
-from duet.dicom_synth import synth_image
 from duet.paths import MODEL_REPOSITORY
+from duet.synthetic_dicom import synth_image
 from predictors.detector.evaluate import average_precision
 from predictors.detector.phantom import CLASS_NAMES
 from predictors.seed_spaces import Namespace
@@ -49,7 +49,9 @@ from transformers_pre.dicom.findings import Thresholds, collect_findings, pairwi
 from transformers_pre.dicom.geometry import coarsest_reduction
 from transformers_pre.dicom.jpeg2000 import decode_reduced
 from transformers_pre.dicom.model import resolve_thresholds
-from transformers_pre.dicom.study import PreparedImage, StudyImage, prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.preparation import PreparedImage
+from transformers_pre.dicom.study import StudyImage, read_study
 from transformers_pre.dicom.window import apply_table, build_table, stored_range
 from transformers_pre.errors import DuetError
 from transformers_pre.settings import DicomSettings, Settings
@@ -238,7 +240,7 @@ def render_markdown(views: list[dict], files: list[dict], heldout: dict, when: s
     lines = [
         SUBSECTION,
         "",
-        (f"Measured {when} on {machine} with `python benchmarks/fidelity_j2k.py` (ONNX Runtime, the built "
+        (f"Measured {when} on {machine} with `python -m benchmarks.fidelity_j2k` (ONNX Runtime, the built "
         "`mammo_detector`). Differences are in 1/255 steps of the windowed model input (reduced path minus full "
         "decode + area resize)."),
         "",
@@ -307,11 +309,9 @@ def write_subsection(path: Path, text: str) -> None:
 def main() -> None:
     import os
     import platform
-    import sys
     from datetime import datetime, timezone
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_study import study_blobs
+    from benchmarks.bench_study import study_blobs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out", type=int, default=40, help="Held-out single-view studies.")

@@ -1,6 +1,6 @@
 """Peak memory of the mammography transformer: per decoding path, and per 4-view study through a local stack.
 
-    python benchmarks/memory_peaks.py [--no-stack]
+    python -m benchmarks.memory_peaks [--no-stack]
 
 Per path: one 4096 x 3328 12-bit view (the cached studies of `bench_study.py`) prepared by `study.prepare_pixels` in
 a fresh process of its own, RSS sampled every 2 ms; the growth over the RSS after a small warm-up view is what
@@ -26,8 +26,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_study import COLUMNS, ROWS, send_study, study_blobs
+from benchmarks.bench_study import COLUMNS, ROWS, send_study, study_blobs
 
 CACHE = Path(tempfile.gettempdir()) / "duet-bench-mammography"
 MIB = 1024 * 1024
@@ -39,8 +38,9 @@ console = Console()
 ONE_VIEW = """
 import os, sys, threading, time
 from pathlib import Path
-from duet.dicom_synth import synth_image
-from transformers_pre.dicom.study import prepare_pixels, read_study
+from duet.synthetic_dicom import synth_image
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings
 
 syntax, aware, path = sys.argv[1], sys.argv[2] == "1", sys.argv[3]

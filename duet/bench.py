@@ -6,8 +6,10 @@ For sentiment it starts, side by side: the ceiling (ONNX Runtime alone on the mo
 front of Triton). Each (texts per request, users) step runs locust in its own process against the naive server,
 then against duet, closed loop; it records req/s, p50/p95/p99, errors by kind, the CPU milliseconds per request
 of every server process (read from the kernel, children included) and Triton's achieved batch size. Ratios are
-duet / naive (throughput) and duet / ceiling (texts per second). Output: a rich table, a markdown section
-(`--markdown`) and a throughput-vs-p99 plot (`--plot`).
+duet / naive (throughput) and duet / ceiling (texts per second). The load generator's own CPU per request is
+recorded too, and the headline comparison (one text per request) is repeated with wrk, a C client (`duet/wrk.py`):
+on few cores the client competes with the servers. Output: a rich table, a markdown section (`--markdown`) and a
+throughput-vs-p99 plot (`--plot`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -30,12 +33,15 @@ import httpx
 import psutil
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from loadtests.payloads import headlines, sentiment_body
 from transformers_pre import registry
 
+from . import wrk
 from .paths import MODEL_REPOSITORY, ROOT, RUN_DIR
+from .progress import progress_bar
+from .wrk import WrkRun
 
 bench_app = typer.Typer(help="Benchmarks: duet against the naive server and the model alone.",
                         invoke_without_command=True)
@@ -84,6 +90,7 @@ class StepResult:
     errors: dict[str, int]
     cpu_ms: dict[str, float]  # process group -> CPU ms per request
     triton_batch: float | None = None
+    client_cpu_ms: float | None = None  # the load generator's own CPU per request
 
     @property
     def error_count(self) -> int:
@@ -145,8 +152,11 @@ def run_locust(url: str, user_class: str, users: int, seconds: int, env: dict[st
                    "--only-summary", "--reset-stats", "--exit-code-on-error", "0", user_class]
         environment = {**os.environ, "PYTHONPATH": str(ROOT), "DUET_THINK_SECONDS": "0",
                        "DUET_MAX_FAILURE_RATIO": "1", **env}
+        cpu_before = children_cpu_seconds()
         completed = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True,
                                    check=False, timeout=seconds + 180)
+        # locust has been waited for: its CPU (start-up included) is now in this process's children's totals.
+        client_cpu_s = children_cpu_seconds() - cpu_before
         stats_file = prefix.parent / "run_stats.csv"
         if not stats_file.exists():
             raise RuntimeError(f"locust wrote no statistics:\n{completed.stderr[-2000:]}")
@@ -157,7 +167,14 @@ def run_locust(url: str, user_class: str, users: int, seconds: int, env: dict[st
     for failure in failures:
         errors[classify_failure(failure["Error"])] += int(failure["Occurrences"])
     return {"requests": int(stats["Request Count"]), "rps": float(stats["Requests/s"]),
-            "p50": float(stats["50%"]), "p95": float(stats["95%"]), "p99": float(stats["99%"]), "errors": errors}
+            "p50": float(stats["50%"]), "p95": float(stats["95%"]), "p99": float(stats["99%"]), "errors": errors,
+            "client_cpu_s": client_cpu_s}
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def triton_counts(metrics_url: str | None, model: str) -> tuple[float, float]:
@@ -189,6 +206,7 @@ def measure_step(system: str, url: str, texts: int, users: int, seconds: int, gr
         p95_ms=run["p95"], p99_ms=run["p99"], errors=run["errors"],
         cpu_ms={name: 1000 * (cpu_after[name] - cpu_before[name]) / served for name in cpu_before},
         triton_batch=(batch_after[0] - batch_before[0]) / executions if executions else None,
+        client_cpu_ms=1000 * run["client_cpu_s"] / served,
     )
 
 
@@ -222,7 +240,9 @@ def _cpu(result: StepResult) -> str:
 
 
 DETAIL_HEADERS = ["texts/req", "users", "system", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-                  "CPU ms per request", "Triton batch"]
+                  "CPU ms per request", "Triton batch", "locust CPU ms per request"]
+CLIENT_HEADERS = ["client", "users", "duet req/s", "naive req/s", "duet / naive", "duet p99 ms", "naive p99 ms",
+                  "errors (duet, naive)", "client CPU ms per request (duet, naive)"]
 RATIO_HEADERS = ["texts/req", "users", "duet req/s", "naive req/s", "duet / naive", "duet texts/s / ceiling",
                  "duet p99 / naive p99"]
 
@@ -230,7 +250,26 @@ RATIO_HEADERS = ["texts/req", "users", "duet req/s", "naive req/s", "duet / naiv
 def detail_cells(result: StepResult) -> list[str]:
     return [str(result.texts), str(result.users), result.system, f"{result.rps:.1f}", f"{result.p50_ms:.0f}",
             f"{result.p95_ms:.0f}", f"{result.p99_ms:.0f}", _errors(result), _cpu(result),
-            _fmt(result.triton_batch, ".1f")]
+            _fmt(result.triton_batch, ".1f"), _fmt(result.client_cpu_ms, ".1f")]
+
+
+def client_rows(results: list[StepResult], wrk_runs: dict[str, WrkRun], users: int) -> list[list[str]]:
+    """The headline comparison (one text per request, `users` connections) as each client measured it."""
+    rows = []
+    locust = {r.system: r for r in results if r.texts == 1 and r.users == users}
+    if "duet" in locust and "naive" in locust:
+        duet, naive = locust["duet"], locust["naive"]
+        rows.append(["locust (Python)", str(users), f"{duet.rps:.1f}", f"{naive.rps:.1f}",
+                     _fmt(duet.rps / naive.rps if naive.rps else None), f"{duet.p99_ms:.0f}", f"{naive.p99_ms:.0f}",
+                     f"{duet.error_count}, {naive.error_count}",
+                     f"{_fmt(duet.client_cpu_ms, '.2f')}, {_fmt(naive.client_cpu_ms, '.2f')}"])
+    if "duet" in wrk_runs and "naive" in wrk_runs:
+        duet_run, naive_run = wrk_runs["duet"], wrk_runs["naive"]
+        rows.append(["wrk (C)", str(users), f"{duet_run.rps:.1f}", f"{naive_run.rps:.1f}",
+                     _fmt(duet_run.rps / naive_run.rps if naive_run.rps else None), f"{duet_run.p99_ms:.0f}",
+                     f"{naive_run.p99_ms:.0f}", f"{duet_run.failed}, {naive_run.failed}",
+                     f"{duet_run.client_cpu_ms:.2f}, {naive_run.client_cpu_ms:.2f}"])
+    return rows
 
 
 def ratio_cells(row: dict) -> list[str]:
@@ -246,7 +285,7 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown_section(results: list[StepResult], ceilings: dict[int, dict[str, float]], notes: str,
-                     plot: Path | None) -> str:
+                     plot: Path | None, wrk_runs: dict[str, WrkRun] | None = None, wrk_users: int = 32) -> str:
     ceiling_lines = [f"- ONNX Runtime alone, batch {batch}: {c['texts_per_s']:.0f} texts/s "
                      f"({c['median_ms']:.1f} ms per call)" for batch, c in sorted(ceilings.items())]
     parts = [SECTION, "", f"`make bench` (`duet bench`), {date.today().isoformat()}, {machine()}. {notes}", "",
@@ -255,8 +294,13 @@ def markdown_section(results: list[StepResult], ceilings: dict[int, dict[str, fl
               "rate that reaches clients):"), "",
              markdown_table(RATIO_HEADERS, [ratio_cells(row) for row in ratio_rows(results, ceilings)]), "",
              ("Every step (CPU ms per request: CPU seconds of each server process and its children during the "
-              "step, divided by the requests served):"), "",
+              "step, divided by the requests served; locust's own CPU likewise):"), "",
              markdown_table(DETAIL_HEADERS, [detail_cells(r) for r in results])]
+    clients = client_rows(results, wrk_runs or {}, wrk_users)
+    if clients:
+        parts += ["", ("The headline comparison by client (one text per request; the client shares the cores with "
+                       "the servers, so a client that needs less CPU per request leaves more to them):"), "",
+                  markdown_table(CLIENT_HEADERS, clients)]
     if plot is not None:
         parts += ["", f"![throughput against p99]({plot.name})"]
     return "\n".join(parts) + "\n"
@@ -322,6 +366,7 @@ def bench(
     model_repository: Path = typer.Option(MODEL_REPOSITORY, envvar="DUET_MODEL_REPOSITORY"),
     mammography: bool = typer.Option(True, help="Also run the mammography study benchmark (bench_dicom)."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Rewrite the sentiment section of this file."),
+    wrk_users: int = typer.Option(32, help="Connections of the wrk cross-check of the headline case (0: none)."),
     plot: Path | None = typer.Option(None, help="Write the throughput-vs-p99 PNG here (default: beside --markdown)."),
 ) -> None:
     """duet against the naive server and the model alone: req/s, p50/p95/p99, errors, CPU ms per request."""
@@ -339,8 +384,11 @@ def bench(
                                    predictor=predictor, models=("sentiment",)), say=console.print)
     results: list[StepResult] = []
     ceilings: dict[int, dict[str, float]] = {}
-    with Progress(console=console) as progress:
-        task = progress.add_task("ceiling: ONNX Runtime alone", total=len(text_steps) * (1 + 2 * len(user_steps)))
+    wrk_runs: dict[str, WrkRun] = {}
+    with progress_bar(console) as progress:
+        cross_check = wrk_users > 0 and 1 in text_steps and wrk.available()
+        total = len(text_steps) * (1 + 2 * len(user_steps)) + (2 if cross_check else 0)
+        task = progress.add_task("ceiling: ONNX Runtime alone", total=total)
         for count in text_steps:
             ceilings[count] = ceiling(model_dir, count, max(3.0, seconds / 3))
             progress.advance(task)
@@ -360,33 +408,49 @@ def bench(
                             results.append(measure_step(system, url, count, user_count, seconds, system_groups,
                                                         metrics))
                             progress.advance(task)
+                if cross_check:
+                    body, headers = sentiment_body(headlines(1))
+                    for system, url, _, _ in targets:
+                        progress.update(task, description=f"{system}: wrk, 1 text/request, {wrk_users} connections")
+                        wrk_runs[system] = wrk.run(f"{url}/v2/models/sentiment/infer", body, headers, wrk_users,
+                                                   seconds)
+                        progress.advance(task)
             finally:
                 stack.stop()
-    show(results, ceilings)
-    notes = (f"Predictor: {stack.predictor_kind}, FP32 model; locust closed loop (no think time), "
-             f"{seconds} s per step after all users started; naive and duet steps alternate.")
+    show(results, ceilings, wrk_runs, wrk_users)
+    if wrk_users > 0 and not wrk_runs:
+        console.print("[yellow]no wrk cross-check: wrk is not installed (Debian/Ubuntu: apt-get install wrk) or "
+                      "the sweep has no 1-text step[/]")
+    notes = (f"Predictor: {stack.predictor_kind}, FP32 model. Every figure below comes from locust (Python, closed "
+             f"loop, no think time, {seconds} s per step after all users started; naive and duet steps alternate) "
+             "unless its row says wrk.")
     if plot is not None:
         plot_results(results, ceilings, plot)
         console.print(f"plot written to {plot}")
     if markdown_out is not None:
-        replace_section(markdown_out, SECTION, markdown_section(results, ceilings, notes, plot))
+        replace_section(markdown_out, SECTION, markdown_section(results, ceilings, notes, plot, wrk_runs, wrk_users))
         console.print(f"section {SECTION!r} written to {markdown_out}")
-    if mammography and (ROOT / "benchmarks" / "bench_dicom.py").exists():
-        command = [sys.executable, str(ROOT / "benchmarks" / "bench_dicom.py")]
-        if markdown_out is not None:
-            command += ["--markdown", str(markdown_out)]
-        if subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False).returncode:
-            console.print("[red]the mammography benchmark failed[/]")
+    if mammography:
+        from benchmarks import bench_dicom
+
+        bench_dicom.main(["--markdown", str(markdown_out)] if markdown_out is not None else [])
 
 
-def show(results: list[StepResult], ceilings: dict[int, dict[str, float]]) -> None:
+def show(results: list[StepResult], ceilings: dict[int, dict[str, float]], wrk_runs: dict[str, WrkRun],
+         wrk_users: int) -> None:
     for batch, result in sorted(ceilings.items()):
         console.print(f"ceiling, batch {batch}: {result['texts_per_s']:.0f} texts/s ({result['median_ms']:.1f} ms/call)")
     table = Table(*RATIO_HEADERS, title=f"duet vs naive ({machine()})")
     for row in ratio_rows(results, ceilings):
         table.add_row(*ratio_cells(row))
     console.print(table)
-    detail = Table(*DETAIL_HEADERS, title="every step")
+    detail = Table(*DETAIL_HEADERS, title="every step (locust)")
     for result in results:
         detail.add_row(*detail_cells(result))
     console.print(detail)
+    clients = client_rows(results, wrk_runs, wrk_users)
+    if clients:
+        by_client = Table(*CLIENT_HEADERS, title="the headline case by client")
+        for row in clients:
+            by_client.add_row(*row)
+        console.print(by_client)

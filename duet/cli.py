@@ -12,12 +12,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from transformers_pre import registry
 
 from . import artifact_commands
 from .paths import MODEL_REPOSITORY, RUN_DIR, cache_dir
+from .progress import progress_bar as line_progress_bar
 
 app = typer.Typer(help="duet: KServe transformers in front of Triton, for mammography and sentiment.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -36,8 +37,7 @@ def _mount_optional(module: str, attribute: str, name: str) -> None:
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return line_progress_bar(console)
 
 
 class Predictor(str, Enum):

@@ -263,7 +263,7 @@ def smoke_sentiment(client: httpx.Client, base: str, host: str | None, seed: int
 
 def smoke_mammography(client: httpx.Client, base: str, host: str | None, seed: int) -> str:
     """A synthetic 4-view study from `seed`; the answer checked by `check_mammography`."""
-    from .dicom_synth import synth_study
+    from .synthetic_dicom import synth_study
 
     study = [image.to_bytes() for image in synth_study(seed, images=4)]
     request = v2.model_request("mammography", study)

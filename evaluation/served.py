@@ -1,7 +1,7 @@
 """The detector's held-out evaluation through the served pipeline, and the fit of its study-risk calibration.
 
 What is measured is what the `mammography` transformer answers: synthetic studies of 1-4 views are written as
-DICOM files (`duet.dicom_synth`), read and validated (`study.read_study`), decoded, windowed, cropped and resized
+DICOM files (`duet.synthetic_dicom`), read and validated (`study.read_study`), decoded, windowed, cropped and resized
 (`study.prepare_pixels`, with resolution-aware decoding on: the served default, and off: the full decode), run by
 ONNX Runtime on the built `1/model.onnx`, then post-processed by `findings.collect_findings`: quality gating, the
 served score threshold, the one (class-agnostic) NMS, boxes mapped back to stored pixels, the study risk. A study
@@ -37,7 +37,7 @@ import onnxruntime as ort
 from rich.progress import Progress
 from sklearn.metrics import roc_auc_score
 
-from duet.dicom_synth import PHOTOMETRICS, VIEWS, synth_image
+from duet.synthetic_dicom import PHOTOMETRICS, VIEWS, synth_image
 from predictors.cards import write_card
 from predictors.detector.evaluate import average_precision
 from predictors.detector.phantom import CLASS_NAMES
@@ -48,7 +48,9 @@ from transformers_pre.dicom.findings import (
     Thresholds,
     collect_findings,
 )
-from transformers_pre.dicom.study import PreparedImage, prepare_pixels, read_study
+from transformers_pre.dicom.pixels import prepare_pixels
+from transformers_pre.dicom.preparation import PreparedImage
+from transformers_pre.dicom.study import read_study
 from transformers_pre.errors import Unprocessable
 from transformers_pre.settings import DicomSettings
 
@@ -63,7 +65,7 @@ PATHS = {"reduced": True, "full": False}
 @dataclass(frozen=True)
 class SplitConfig:
     """One split of synthetic studies: `studies` studies from `seed` in `namespace`, views of rows x columns
-    stored pixels, 12-bit, in transfer syntax `syntax` (duet.dicom_synth's names); photometric interpretation
+    stored pixels, 12-bit, in transfer syntax `syntax` (duet.synthetic_dicom's names); photometric interpretation
     alternates between studies."""
 
     namespace: Namespace

@@ -34,7 +34,7 @@ def mammography_body(files: list[bytes], parameters: dict | None = None) -> tupl
 def mammography_study(seed: int = 0, images: int = 4, rows: int = 2048, columns: int = 1664,
                       syntax: str = "explicit") -> list[bytes]:
     """One synthetic MG study (DICOM Part 10 files) from duet's phantom-based generator."""
-    from duet.dicom_synth import synth_study
+    from duet.synthetic_dicom import synth_study
 
     return [image.to_bytes() for image in synth_study(seed, images=images, rows=rows, columns=columns,
                                                        syntax=syntax, degraded=False)]

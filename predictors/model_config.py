@@ -1,7 +1,7 @@
 """Triton `config.pbtxt` files, parsed with Triton's own `ModelConfig` protobuf.
 
 `model_config_pb2` ships inside `tritonclient.grpc`, whose package import registers Triton's gRPC service
-protos, which clash with KServe's in one process (see DESIGN.md). Only the ModelConfig module is loaded here, by
+protos, which clash with KServe's in one process (docs/architecture.md). Only the ModelConfig module is loaded here, by
 file, so this works beside kserve; `dump_json` parses in a fresh interpreter for callers that want isolation.
 """
 

@@ -33,7 +33,7 @@ from kserve import model_server
 from . import registry
 from .artifacts.startup import verify_mounted_repository
 from .logs import log_config
-from .predictor import PredictorClient
+from .predictor_client import PredictorClient
 from .server import make_model_server
 from .settings import Settings
 
@@ -64,7 +64,7 @@ def main() -> None:
     models = build_models(list(dict.fromkeys(args.model)), settings, predictor)
     logging.getLogger("duet").info("serving %s with predictor %s (%s)", [m.name for m in models],
                                    args.predictor_host, protocol)
-    make_model_server(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+    make_model_server(settings, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                       bind_address=args.bind_address).start(models)
 
 

@@ -11,7 +11,7 @@ from kserve.model import InferenceVerb
 
 from .errors import DuetError, Overloaded
 from .metrics import INFLIGHT, PREDICTOR_RETRIES, REQUEST_SECONDS, REQUESTS, code_class
-from .predictor import ModelMetadata, PredictorClient
+from .predictor_client import ModelMetadata, PredictorClient
 from .settings import Settings
 
 
@@ -19,7 +19,7 @@ class DuetModel(Model):
     """A kserve.Model whose `predict` goes to one Triton model through `PredictorClient`.
 
     Subclasses implement `preprocess` (request -> prepared tensors), `predict` and `postprocess`; errors are
-    `DuetError`s, which the adapters in `server.py` turn into the right status for REST and gRPC.
+    `DuetError`s, which `rest_errors.py` (REST) and KServe's gRPC interceptor turn into the right status.
     """
 
     def __init__(self, name: str, predictor_model: str, settings: Settings, predictor: PredictorClient,

@@ -5,7 +5,8 @@ the end (one copy of the whole body into fresh memory, the pieces still held), a
 element out of the joined body (a second copy). For a 4-view uncompressed study (109 MB) that is ~218 MB of
 copying into page-faulted memory plus a peak of three bodies (docs/benchmarks.md). Here each piece is copied once,
 while it is still in cache, into a buffer of the declared Content-Length; the route sees only the small JSON
-header, and `BinarySafeDataPlane` reads the tensors from this buffer, handing out read-only memoryviews of it.
+header, and `binary_request.decode_binary_request` reads the tensors from this buffer, handing out read-only
+memoryviews of it.
 
 The buffer travels in a context variable: the route runs in the middleware's task, so it sees the value the
 middleware set, and nothing else does.

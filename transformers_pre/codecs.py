@@ -19,8 +19,9 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse
 from kserve.protocol.infer_type import to_http_parameters
 from kserve.utils.utils import from_np_dtype
 
-from .dicom.blob import Blob
+from .blob import Blob
 from .errors import BadRequest
+from .kserve_compat import raw_input_bytes
 
 BASE64 = "base64"
 
@@ -67,7 +68,7 @@ def split_bytes_tensor(raw: Blob, name: str) -> list[memoryview]:
 
 def _bytes_elements(infer_input: InferInput) -> list[Blob | str]:
     try:
-        raw = infer_input._raw_data
+        raw = raw_input_bytes(infer_input)
         if raw is not None:
             elements: list = split_bytes_tensor(raw, infer_input.name)
         else:
@@ -167,7 +168,12 @@ def make_response(
     infer_outputs: list[InferOutput] = []
     for name, array in outputs.items():
         infer_output = InferOutput(name=name, shape=list(array.shape), datatype=from_np_dtype(array.dtype))
-        infer_output.set_data_from_numpy(array, binary_data=False)
+        # An empty output a client reads as binary is encoded as binary here: KServe 0.21 converts only outputs
+        # whose data is truthy, so an empty one was left without bytes: over REST a TypeError (500), over gRPC
+        # raw contents one short, which clients map onto outputs by position.
+        wants_raw = request.use_binary_outputs if request.from_grpc else _wants_binary(request, name)
+        empty_binary = array.size == 0 and wants_raw
+        infer_output.set_data_from_numpy(array, binary_data=empty_binary)
         infer_outputs.append(infer_output)
     for name, blob in (blobs or {}).items():
         binary = _wants_binary(request, name)

@@ -1,6 +1,6 @@
 """The public models duet serves, each described once.
 
-Every place that needs to know which models exist reads this table: the container entry point
+These read this table to know which models exist: the container entry point
 (`python -m transformers_pre --model NAME`), the `duet` CLI (`up`, `infer`, `models build`, `cluster smoke`),
 the local stack, the benchmarks, the tests and, through a test that compares them, the Helm chart's
 `.Values.models` and the Triton model repository.

@@ -61,12 +61,13 @@ class DicomSettings(BaseSettings):
         "would pass it waits outside with 429 and Retry-After. With the receive buffers and ~0.5 GiB of code, "
         "this is what the transformer's memory limit must cover.",
     )
-    decode_workers: int = Field(4, ge=1, description="Views of a study decoded concurrently (threads for uncompressed, processes for compressed).")
+    decode_workers: int = Field(4, ge=1, description="Views of a study decoded concurrently "
+                                "(the size of each pool: threads, and processes for the codecs that hold the GIL).")
     decode_in_processes: bool = Field(
         True,
-        description="Decode compressed pixel data (JPEG 2000, JPEG-LS, RLE) in a pool of `decode_workers` "
-        "processes: those codecs hold the GIL, so threads would decode one view at a time. Uncompressed views "
-        "always use threads (numpy and OpenCV release the GIL, and copying the pixels to a process costs more).",
+        description="Decode JPEG-LS, RLE, and JPEG 2000 at full resolution in a pool of `decode_workers` "
+        "processes: those codecs hold the GIL, so threads would decode one view at a time. Uncompressed views, and "
+        "JPEG 2000 or baseline JPEG decoded at reduced resolution (`resolution_aware`), always use threads.",
     )
     resolution_aware: bool = Field(
         True,

@@ -2,7 +2,7 @@
 
 Used where the bundled Triton cannot run. Same model names, tensor names and v2 metadata as Triton, and a small
 dynamic batcher (requests gathered up to `max_batch_size` rows or `max_queue_delay_microseconds`, then one ONNX
-Runtime call and the outputs split back by `predictors.local_backend.batching`, as in the Triton wrapper). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
+Runtime call and the outputs split back by `predictors.triton_python_backend.batching`, as in the Triton wrapper). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
 
 Run as `python -m duet.local.ort_predictor --models-file models.json --http_port 8000 --grpc_port 8001`.
 """
@@ -22,8 +22,9 @@ from kserve import InferRequest, InferResponse, Model, model_server
 from kserve.errors import InvalidInput
 from kserve.utils.utils import from_np_dtype
 
-from predictors.local_backend.batching import concatenate, split
-from transformers_pre.listeners import BoundModelServer
+from predictors.triton_python_backend.batching import concatenate, split
+from transformers_pre.grpc_interceptors import duet_grpc_interceptors
+from transformers_pre.kserve_compat import BoundModelServer
 
 logger = logging.getLogger("duet.ort_predictor")
 
@@ -149,7 +150,8 @@ def main() -> None:
     with open(args.models_file) as handle:
         specs = json.load(handle)
     models = [OnnxModel(s["name"], s["onnx"], s["max_batch_size"], s["max_queue_delay_us"], providers) for s in specs]
-    BoundModelServer(http_port=args.http_port, grpc_port=args.grpc_port, bind_address=args.bind_address).start(models)
+    BoundModelServer(http_port=args.http_port, grpc_port=args.grpc_port, bind_address=args.bind_address,
+                     grpc_interceptors=duet_grpc_interceptors(retry_after_seconds=1, bearer_token=None)).start(models)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ def test_bench_writes_the_side_by_side_section_and_plot(tmp_path: Path) -> None:
     document.write_text("# Benchmarks\n\n## mammography\n\nkept\n")
     completed = subprocess.run(
         [sys.executable, "-m", "duet.cli", "bench", "--users", "2", "--texts", "1", "--seconds", "2",
-         "--no-mammography", "--markdown", str(document)],
+         "--no-mammography", "--wrk-users", "2", "--markdown", str(document)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
         check=False,
     )
@@ -33,3 +34,9 @@ def test_bench_writes_the_side_by_side_section_and_plot(tmp_path: Path) -> None:
     assert abs(versus_naive - duet_rps / naive_rps) < 0.02
     assert "transformer" in text and "naive server" in text  # CPU per request of both systems' processes
     assert (tmp_path / "bench-sentiment.png").stat().st_size > 10_000
+    assert "locust CPU ms per request" in text
+    if shutil.which("wrk"):  # the cross-check of the headline case with a C client
+        wrk_row = next(line for line in text.splitlines() if line.startswith("| wrk (C) | 2 |"))
+        cells = [cell.strip() for cell in wrk_row.split("|")]
+        assert float(cells[3]) > 0 and float(cells[4]) > 0
+        assert cells[8] == "0, 0", f"wrk's requests failed: {wrk_row}"  # both servers answered every one

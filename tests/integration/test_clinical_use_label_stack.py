@@ -22,7 +22,7 @@ from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.protocol.infer_type import to_http_parameters
 from pydicom import dcmread
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 
 NOTICE_START = "NOT FOR CLINICAL USE: "
 PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")

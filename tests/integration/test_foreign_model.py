@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from foreign_detector import BOXES, CHANNELS, HEIGHT, LABELS, SCORES, WIDTH, write_model_folder
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from duet.local.stack import LocalStack, StackConfig, free_ports
 from duet.local.triton import TritonPorts
 from duet.v2 import model_request

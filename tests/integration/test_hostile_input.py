@@ -31,9 +31,9 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from duet.dicom_synth import SynthImage, synth_image, synth_study
 from duet.local.stack import LocalStack
 from duet.paths import ROOT
+from duet.synthetic_dicom import SynthImage, synth_image, synth_study
 
 from .conftest import start_stack
 

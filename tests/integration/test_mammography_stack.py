@@ -22,10 +22,12 @@ import tritonclient.http as triton_http
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from pydicom import dcmread
 
-from duet.dicom_synth import SynthImage, synth_image, synth_study
+from duet.synthetic_dicom import SynthImage, synth_image, synth_study
 from transformers_pre.dicom.findings import Thresholds, collect_findings, load_calibration, pairwise_iou
 from transformers_pre.dicom.model import resolve_thresholds
-from transformers_pre.dicom.study import DecodePools, prepare_study, read_study
+from transformers_pre.dicom.pools import DecodePools
+from transformers_pre.dicom.preparation import prepare_study
+from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings, Settings
 
 pytestmark = pytest.mark.integration

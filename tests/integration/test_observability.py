@@ -156,18 +156,24 @@ def test_chart_autoscaling_queries_rise_with_load(observed) -> None:
     stack, prometheus = observed
     queries = {name: q for name, q in _autoscaling_queries().items() if "sentiment" in q}
     assert queries, "the chart renders no autoscaling query for sentiment"
-    time.sleep(70)  # every 1m rate window forgets the earlier tests' traffic
 
     def value(query: str) -> float:
         result = prometheus.query(query)
         return float(result[0]["value"][1]) if result else 0.0
 
+    # Every 1m rate window forgets the earlier tests' traffic: wait (with a deadline) until the queries are idle.
+    _wait_for(lambda: all(value(q) == 0 for q in queries.values()), timeout_s=90, interval_s=2)
     idle = {name: value(q) for name, q in queries.items()}
+
+    def busy_now() -> dict[str, float]:
+        # The highest value seen during the load only (gauges like in-flight are sampled once a scrape).
+        return {name: value(f"max_over_time(({q})[10s:1s])") for name, q in queries.items()}
+
     with ThreadPoolExecutor(1) as pool:
         load = pool.submit(_send_traffic, stack, 14, 24)
-        time.sleep(12)
-        # The highest value seen during the load only (gauges like in-flight are sampled once a scrape).
-        busy = {name: value(f"max_over_time(({q})[10s:1s])") for name, q in queries.items()}
+        _wait_for(lambda: all(seen > idle[name] for name, seen in busy_now().items()), timeout_s=24,
+                    interval_s=1)
+        busy = busy_now()
         load.result()
     rose = [name for name in queries if busy[name] > idle[name]]
     assert rose == list(queries), f"idle {idle} vs busy {busy}"

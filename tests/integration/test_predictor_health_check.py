@@ -24,6 +24,8 @@ from duet.local.stack import LocalStack, free_ports
 
 from .conftest import require_built, start_stack, wanted_models
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 # DUET_TEST_MODELS narrows the stack while developing one model, as for the session stack.
 MODELS = wanted_models()

@@ -48,8 +48,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from ..blob import Blob, open_blob
 from ..errors import BadRequest, PayloadTooLarge, Unprocessable
-from .blob import Blob, open_blob
 from .jpeg2000 import Codestream, read_codestream
 
 # Transfer syntax -> the pydicom decoding plugin pinned for it ("" = pydicom's own native decoder).

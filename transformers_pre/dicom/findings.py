@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PredictorError, Unprocessable
-from .study import PreparedImage
+from .preparation import PreparedImage
 
 
 @dataclass(frozen=True)

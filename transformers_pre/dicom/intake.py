@@ -34,9 +34,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ..blob import Blob, open_blob
 from ..errors import BadRequest, DuetError, PayloadTooLarge, Unprocessable
 from ..settings import DicomSettings
-from .blob import Blob, open_blob
 from .decode import check_transfer_syntax
 
 # "For processing" SOP classes (raw detector data, not meant for reading): mammography, DX, intra-oral and

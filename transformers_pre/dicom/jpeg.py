@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..blob import Blob, open_blob
 from ..errors import BadRequest, PayloadTooLarge
-from .blob import Blob, open_blob
 
 # libjpeg's scaled inverse DCTs that Pillow's draft picks from: 1/1, 1/2, 1/4, 1/8.
 MAX_REDUCTION = 3

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..blob import open_blob
 from ..errors import BadRequest
-from .blob import open_blob
 
 SOC, SIZ, COD, COC, CAP, SOT, SOD, EOC = 0xFF4F, 0xFF51, 0xFF52, 0xFF53, 0xFF50, 0xFF90, 0xFF93, 0xFFD9
 # Markers without a length field (ISO/IEC 15444-1 Table A.2): only SOC, SOD, EOC and EPH appear in a main header's

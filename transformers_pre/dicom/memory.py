@@ -4,7 +4,7 @@ process-wide budget that admits studies against it.
 Without this, a study's memory was bounded only by its caps (file size, Rows x Columns, inflated size), and the
 in-flight bound multiplied it: 16 admitted studies of four 6144 x 6144 JPEG-LS views would need ~10 GB.
 
-Measured by `python benchmarks/memory_peaks.py` (2026-12-02, x86_64; RSS growth of one process preparing one
+Measured by `python -m benchmarks.memory_peaks` (2026-12-02, x86_64; RSS growth of one process preparing one
 4096 x 3328 view: 26 MiB frame at 12 bits, 13 MiB for 8-bit JPEG Baseline):
 
 | path | peak growth |
@@ -23,11 +23,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ..blob import Blob
 from ..errors import Overloaded, PayloadTooLarge
 from ..metrics import RESERVED_MEMORY
-from .blob import Blob
 from .decode import JPEG2000_SYNTAXES
-from .study import NATIVE_IN_PLACE, StudyImage
+from .pixels import NATIVE_IN_PLACE
+from .study import StudyImage
 
 logger = logging.getLogger("duet.dicom")
 MIB = 1024 * 1024

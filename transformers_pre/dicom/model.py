@@ -30,7 +30,7 @@ from ..clinical_use import UNKNOWN_MODEL, read_clinical_use
 from ..codecs import bytes_tensor, decode_blobs, make_response, request_parameters
 from ..errors import BadRequest, PredictorError
 from ..metrics import PAYLOAD_BYTES, stage
-from ..predictor import PredictorClient
+from ..predictor_client import PredictorClient
 from ..settings import Settings
 from .findings import (
     CALIBRATION_FILE,
@@ -41,8 +41,10 @@ from .findings import (
     load_calibration,
 )
 from .memory import MemoryBudget, study_preparation_bytes
+from .pools import DecodePools
+from .preparation import PreparedImage, prepare_study
 from .report import Device, SeriesLabel, build_report
-from .study import DecodePools, PreparedImage, StudyImage, prepare_study, read_study
+from .study import StudyImage, read_study
 
 PUBLIC_NAME = "mammography"
 PREDICTOR_MODEL = "mammo_detector"

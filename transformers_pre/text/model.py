@@ -14,7 +14,7 @@ from ..base import DuetModel
 from ..codecs import bytes_tensor, decode_texts, make_response
 from ..errors import BadRequest
 from ..metrics import PAYLOAD_BYTES, stage
-from ..predictor import PredictorClient
+from ..predictor_client import PredictorClient
 from ..settings import Settings
 from .tokenize import Encoded, TextTokenizer, cap_bytes
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from duet.dicom_synth import synth_study, write_study
+from duet.synthetic_dicom import synth_study, write_study
 from duet.local.stack import LocalStack, free_ports
 from duet.paths import ROOT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from duet import bench
+from duet import bench, wrk
 
 
 def step(system: str, users: int, rps: float, p99: float, texts: int = 1) -> bench.StepResult:
@@ -40,3 +40,18 @@ def test_the_section_is_replaced_in_place_and_other_sections_stay(tmp_path: Path
     assert text.index(bench.SECTION) < text.index("## mammography") and "kept" in text
     bench.replace_section(document, bench.SECTION, section)
     assert document.read_text().count(bench.SECTION) == 1
+
+
+def test_the_headline_case_is_shown_by_client_with_each_client_s_cpu() -> None:
+    results = [bench.StepResult(system=system, texts=1, users=32, requests=100, rps=rps, p50_ms=10, p95_ms=20,
+                                p99_ms=p99, errors={}, cpu_ms={}, client_cpu_ms=cpu)
+               for system, rps, p99, cpu in (("naive", 100.0, 230.0, 2.5), ("duet", 119.0, 196.0, 2.0))]
+    wrk_runs = {"naive": wrk.WrkRun(requests=900, rps=300.0, p50_ms=50, p99_ms=196, failed=0, client_cpu_ms=0.2),
+                "duet": wrk.WrkRun(requests=700, rps=237.0, p50_ms=60, p99_ms=230, failed=0, client_cpu_ms=0.25)}
+    rows = bench.client_rows(results, wrk_runs, 32)
+    assert [row[0] for row in rows] == ["locust (Python)", "wrk (C)"]
+    assert rows[0][4] == "1.19" and rows[1][4] == "0.79"
+    assert rows[0][7] == "0, 0" and rows[1][7] == "0, 0"
+    assert rows[0][8] == "2.00, 2.50" and rows[1][8] == "0.25, 0.20"
+    section = bench.markdown_section(results, {}, "notes", None, wrk_runs, 32)
+    assert "| wrk (C) | 32 | 237.0 | 300.0 | 0.79 |" in section

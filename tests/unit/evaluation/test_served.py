@@ -75,6 +75,7 @@ def quick_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     return root / "repository" / "mammo_detector", card
 
 
+@pytest.mark.slow
 def test_a_quick_build_is_evaluated_through_the_served_pipeline(quick_detector: tuple[Path, dict]) -> None:
     folder, card = quick_detector
     metrics = card["metrics"]

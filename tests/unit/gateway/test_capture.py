@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from gateway.capture import COLOURS, secondary_captures
 
 

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from duet.paths import ROOT
 from loadtests.schedules import soak_users, spike_users, step_users
 
@@ -28,6 +30,7 @@ def test_soak_holds_its_users_for_its_duration() -> None:
     assert [soak_users(t, users=12, total_seconds=600) for t in (0, 599, 600)] == [12, 12, None]
 
 
+@pytest.mark.slow
 def test_locust_picks_the_shape_named_by_duet_shape() -> None:
     script = (
         "from locust.util.load_locustfile import load_locustfile\n"

@@ -48,6 +48,7 @@ def test_recipes_are_json_and_quick_is_short() -> None:
     assert full["input_height"] % 16 == 0 and full["input_width"] % 16 == 0
 
 
+@pytest.mark.slow
 def test_quick_build_writes_every_artifact(quick_build: tuple[Path, dict, dict]) -> None:
     model_dir, quick, metrics = quick_build
     for name in ("1/model.onnx", "labels.txt", "thresholds.json", "warmup/image", "card.json", "README.md"):
@@ -77,6 +78,7 @@ def test_quick_build_writes_every_artifact(quick_build: tuple[Path, dict, dict])
     assert all(diffs["scores"] <= 1e-4 and diffs["boxes"] <= 1e-4 for diffs in verification.values())
 
 
+@pytest.mark.slow
 def test_onnx_contract_names_dtypes_shapes(quick_build: tuple[Path, dict, dict]) -> None:
     model_dir, quick, _ = quick_build
     session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -92,6 +94,7 @@ def test_onnx_contract_names_dtypes_shapes(quick_build: tuple[Path, dict, dict])
         assert outputs[name].shape[1:] == tail(quick["top_k"]), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_onnx_runs_at_batch(quick_build: tuple[Path, dict, dict], batch: int) -> None:
     model_dir, quick, _ = quick_build
@@ -117,6 +120,7 @@ def test_onnx_runs_at_batch(quick_build: tuple[Path, dict, dict], batch: int) ->
     np.testing.assert_allclose(alone[1][0], scores[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_build_without_the_served_evaluation_fails_its_gate(quick_build: tuple[Path, dict, dict]) -> None:
     from predictors.gates import QualityGateError, check_gates, floors_for
 

@@ -1,6 +1,6 @@
 """The committed Triton config for mammo_detector parses as Triton's ModelConfig and matches the build recipe.
 
-`tritonclient.grpc` cannot share a process with `kserve` (duplicate protobuf symbols, see DESIGN.md), so the
+`tritonclient.grpc` cannot share a process with `kserve` (duplicate protobuf symbols, docs/architecture.md), so the
 protobuf parsing runs in a child interpreter that prints the parsed config as JSON.
 """
 

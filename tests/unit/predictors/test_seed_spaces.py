@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from predictors.detector.data import make_framed
 from predictors.detector.phantom import make_phantom
 from predictors.seed_spaces import (
@@ -19,7 +19,7 @@ from predictors.seed_spaces import (
 )
 
 # Synthetic set seeds checked against the detector build's (read from its recipe below): every seed the unit and
-# integration tests, benchmarks and load tests pass to `duet.dicom_synth`, and more.
+# integration tests, benchmarks and load tests pass to `duet.synthetic_dicom`, and more.
 TEST_SEEDS = [*range(1200), *range(900_000, 900_064)]
 VIEW_INDICES = range(8)
 

@@ -57,6 +57,7 @@ def test_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert data.cache_dir().is_dir()
 
 
+@pytest.mark.slow
 def test_corpus_parses_from_the_pinned_sdist(sentences: data.Sentences) -> None:
     assert len(sentences) == 5190
     assert len(set(sentences.ids)) == len(sentences)
@@ -66,6 +67,7 @@ def test_corpus_parses_from_the_pinned_sdist(sentences: data.Sentences) -> None:
     assert counts.tolist() == [1688, 2402, 1100]
 
 
+@pytest.mark.slow
 def test_split_is_disjoint_complete_and_deterministic(sentences: data.Sentences) -> None:
     train, test = data.split(sentences)
     again_train, again_test = data.split(sentences)

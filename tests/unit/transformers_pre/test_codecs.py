@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
-from kserve import InferInput, InferRequest
+from kserve import InferInput, InferRequest, InferResponse
 from kserve.protocol.infer_type import RequestedOutput
 
 from transformers_pre.codecs import (
@@ -81,6 +82,38 @@ def test_blob_output_is_raw_for_binary_clients_and_base64_in_json() -> None:
     binary_client.request_outputs = [RequestedOutput("report", {"binary_data": True})]
     raw, json_length = make_response(binary_client, "m", {}, blobs={"report": sr}).to_rest()
     assert raw[json_length:] == len(sr).to_bytes(4, "little") + sr
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_empty_outputs_encode_for_binary_and_json_clients(binary: bool) -> None:
+    # A study without findings: boxes [0, 4], scores [0] beside a non-empty risk.
+    client = _json_request("text", ["x"])
+    client.request_outputs = [RequestedOutput(name, {"binary_data": binary}) for name in ("boxes", "scores", "risk")]
+    outputs = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
+               "risk": np.full(1, 0.25, np.float32)}
+    encoded, json_length = make_response(client, "m", outputs).to_rest()
+    if binary:
+        header = json.loads(bytes(encoded[:json_length]))
+        sizes = {o["name"]: o["parameters"]["binary_data_size"] for o in header["outputs"]}
+        assert sizes == {"boxes": 0, "scores": 0, "risk": 4}
+        assert encoded[json_length:] == np.full(1, 0.25, np.float32).tobytes()
+    else:
+        assert {o["name"]: o["data"] for o in encoded["outputs"]} == {"boxes": [], "scores": [], "risk": [0.25]}
+
+
+def test_empty_outputs_keep_their_place_among_raw_grpc_outputs() -> None:
+    tensor = InferInput("dicom", [1], "BYTES")
+    tensor.set_data_from_numpy(bytes_tensor([DICOM_LIKE]), binary_data=True)
+    grpc_request = InferRequest.from_grpc(InferRequest("m", [tensor]).to_grpc())
+    assert grpc_request.from_grpc and grpc_request.use_binary_outputs
+    outputs = {"boxes": np.zeros((0, 4), np.float32), "risk": np.full(1, 0.25, np.float32)}
+    sent = make_response(grpc_request, "m", outputs, blobs={"report": b"SR"}).to_grpc()
+    assert len(sent.raw_output_contents) == len(sent.outputs) == 3
+    received = InferResponse.from_grpc(sent)
+    decoded = {output.name: output.as_numpy() for output in received.outputs}
+    assert decoded["boxes"].shape == (0, 4)
+    assert decoded["risk"].tolist() == [0.25]
+    assert decoded["report"].tolist() == [b"SR"]
 
 
 def test_request_parameters_are_plain_values() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from transformers_pre.errors import PredictorUnavailable
 from transformers_pre.metrics import PREDICTOR_RETRIES
-from transformers_pre.predictor import PredictorClient
+from transformers_pre.predictor_client import PredictorClient
 from transformers_pre.settings import PredictorSettings
 
 
@@ -36,7 +36,7 @@ def test_grpc_messages_carry_raw_tensors_and_read_back_as_arrays() -> None:
     from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
 
     from transformers_pre.errors import PredictorError
-    from transformers_pre.predictor import model_infer_outputs, model_infer_request
+    from transformers_pre.predictor_client import model_infer_outputs, model_infer_request
 
     ids = np.arange(6, dtype=np.int64).reshape(2, 3)
     request = model_infer_request("sentiment", {"input_ids": ids, "attention_mask": np.ones((2, 3), np.int64)},

@@ -22,7 +22,7 @@ from kserve.protocol.infer_type import RequestedOutput
 from onnx import TensorProto, helper
 
 from predictors.detector.phantom import CLASS_NAMES
-from transformers_pre.predictor import ModelMetadata, TensorSpec
+from transformers_pre.predictor_client import ModelMetadata, TensorSpec
 from transformers_pre.settings import Settings
 
 STANDIN_HW = (288, 224)  # deliberately not the real detector's size: the transformer must read it from metadata
@@ -192,8 +192,9 @@ def dicom_request():
 def both_paths():
     """Prepare one 1024 x 832 synthetic view of a syntax for a 128 x 104 model on both paths: returns
     (the SynthImage, its StudyImage, the resolution-aware ViewPixels, the full-resolution ViewPixels)."""
-    from duet.dicom_synth import synth_image
-    from transformers_pre.dicom.study import prepare_pixels, read_study
+    from duet.synthetic_dicom import synth_image
+    from transformers_pre.dicom.pixels import prepare_pixels
+    from transformers_pre.dicom.study import read_study
 
     def prepare(syntax: str):
         image = synth_image(8, rows=1024, columns=832, syntax=syntax, n_lesions=2, degraded=False)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pydicom.sr.codedict import codes
 
-from duet.dicom_synth import synth_image
+from duet.synthetic_dicom import synth_image
 from transformers_pre.clinical_use import CLEARED_FIELD, InvalidModelCard, read_clinical_use
 from transformers_pre.settings import DicomSettings, Settings
 

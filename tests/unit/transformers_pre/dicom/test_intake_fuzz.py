@@ -12,8 +12,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from duet.dicom_synth import synth_image
 from duet.paths import ROOT
+from duet.synthetic_dicom import synth_image
 
 pytest.importorskip("atheris", reason="atheris (dev extra, Linux) runs the fuzz target")
 
@@ -43,6 +43,7 @@ def _seed_corpus(folder: Path) -> None:
     (folder / "no-part10.dcm").write_bytes(buffer.getvalue())
 
 
+@pytest.mark.slow
 def test_dicom_intake_survives_fuzzing(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     _seed_corpus(corpus)

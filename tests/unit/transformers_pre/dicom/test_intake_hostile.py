@@ -10,7 +10,7 @@ from io import BytesIO
 import pytest
 from pydicom import dcmread
 
-from duet.dicom_synth import SynthImage, synth_image
+from duet.synthetic_dicom import SynthImage, synth_image
 from transformers_pre.dicom.intake import read_header
 from transformers_pre.errors import BadRequest, DuetError, Unprocessable
 from transformers_pre.settings import DicomSettings

@@ -30,7 +30,7 @@ import pydicom
 import pytest
 from pydicom.sr.codedict import codes
 
-from duet.dicom_synth import synth_study
+from duet.synthetic_dicom import synth_study
 from transformers_pre.clinical_use import ClinicalUse
 from transformers_pre.dicom.findings import StudyFindings
 from transformers_pre.dicom.report import Device, SeriesLabel, build_report

@@ -1,0 +1,64 @@
+"""The one REST error path: every refusal is a DuetError, rendered here as a v2 error body `{"error":
+"..."}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .access import BodyTooLarge
+from .errors import BadRequest, DuetError
+
+logger = logging.getLogger("duet.server")
+
+
+def error_response(error: DuetError) -> JSONResponse:
+    """The v2 error response of `error`, logged (its message never holds patient data)."""
+    log = logger.warning if error.status < 500 else logger.error
+    log("request failed: %s %s", int(error.status), error.message)
+    return JSONResponse(status_code=int(error.status), content={"error": error.message},
+                        headers=dict(error.headers) or None)
+
+
+def describe_validation_error(error: RequestValidationError, limit: int = 3) -> str:
+    """FastAPI's validation errors as one v2 error message: where and what, never the offending values
+    (they may hold patient data)."""
+    # KServe's infer route takes InferenceRequest or raw bytes: the bytes branch's complaint says nothing
+    # useful.
+    errors = ([item for item in error.errors() if tuple(item.get("loc", ()))[-1:] != ("bytes",)]
+              or error.errors())
+    problems = []
+    for item in errors[:limit]:
+        where = ".".join(str(part) for part in item.get("loc", ())
+                         if part not in ("body", "InferenceRequest"))
+        problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+    more = len(errors) - limit
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return "the body is not a v2 inference request: " + "; ".join(problems) + suffix
+
+
+async def duet_error_handler(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DuetError)
+    return error_response(error)
+
+
+async def validation_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """A body that is not v2 gets the v2 error body and 400, not FastAPI's 422 `{"detail": ...}`."""
+    assert isinstance(error, RequestValidationError)
+    return error_response(BadRequest(describe_validation_error(error)))
+
+
+async def body_too_large_handler(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, BodyTooLarge)
+    return error_response(error.error)
+
+
+# Starlette picks the handler of the most specific exception class, so these win over KServe's catch-alls.
+EXCEPTION_HANDLERS = {
+    DuetError: duet_error_handler,
+    RequestValidationError: validation_error_handler,
+    BodyTooLarge: body_too_large_handler,
+}
