@@ -30,7 +30,7 @@ gateway.inference.url overrides both.
 {{- if .Values.gateway.inference.url -}}
 {{- .Values.gateway.inference.url -}}
 {{- else -}}
-{{- $isvc := include "duet.isvcName" (dict "root" . "model" "mammography") -}}
+{{- $isvc := include "duet.isvcName" (dict "root" . "model" .Values.gateway.inference.model) -}}
 {{- if eq .Values.kserve.deploymentMode "Knative" -}}
 {{- printf "http://%s.%s.svc.cluster.local" $isvc .Release.Namespace -}}
 {{- else -}}
@@ -66,7 +66,7 @@ gateway.inference.url overrides both.
 {{/* Checks of the gateway values that the schema cannot express. */}}
 {{- define "duet.gateway.validate" -}}
 {{- $g := .Values.gateway -}}
-{{- if and (not .Values.models.mammography.enabled) (not $g.inference.url) -}}
+{{- if and (not (index .Values.models .Values.gateway.inference.model | default dict).enabled) (not $g.inference.url) -}}
 {{- fail "gateway.enabled needs models.mammography.enabled (the gateway sends every study to it), or gateway.inference.url pointing at a mammography service elsewhere; or set gateway.enabled=false" -}}
 {{- end -}}
 {{- range $g.destinations -}}
