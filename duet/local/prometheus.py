@@ -17,6 +17,7 @@ from ..paths import ROOT
 RULES_FILE = ROOT / "charts" / "duet" / "files" / "prometheus-rules.yaml"
 TRANSFORMER_JOB = "duet-transformer"
 TRITON_JOB = "duet-triton"
+GATEWAY_JOB = "duet-gateway"
 # Every local series carries this namespace label, so the chart's namespaced queries (KEDA triggers, the
 # dashboard) run unchanged against the local stack.
 LOCAL_NAMESPACE = "duet-local"
@@ -59,14 +60,17 @@ class PrometheusServer:
     def config(self) -> dict:
         interval = f"{self.interval_s:g}s"
         host = self.stack.config.host
+        targets = {TRANSFORMER_JOB: self.stack.config.http_port, TRITON_JOB: self.stack.config.triton.metrics}
+        if self.stack.config.gateway is not None:
+            # The gateway serves /metrics on its HTTP port; without this job its "down" alert would fire forever.
+            targets[GATEWAY_JOB] = self.stack.config.gateway.http_port
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": [str(RULES_FILE)],
             "scrape_configs": [
-                {"job_name": TRANSFORMER_JOB, "static_configs": [{
-                    "targets": [f"{host}:{self.stack.config.http_port}"], "labels": {"namespace": LOCAL_NAMESPACE}}]},
-                {"job_name": TRITON_JOB, "static_configs": [{
-                    "targets": [f"{host}:{self.stack.config.triton.metrics}"], "labels": {"namespace": LOCAL_NAMESPACE}}]},
+                {"job_name": job, "static_configs": [{"targets": [f"{host}:{port}"],
+                                                      "labels": {"namespace": LOCAL_NAMESPACE}}]}
+                for job, port in targets.items()
             ],
         }
 
