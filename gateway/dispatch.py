@@ -103,11 +103,11 @@ class Dispatcher:
 
     def run(self, images: list[bytes], attempts: int, findings: bool = False) -> Outcome:
         """One v2 call; `findings`: also ask for the boxes (for the Secondary Capture)."""
-        # The SR comes in the binary extension; the findings as JSON, since the transformer fails to send an
-        # empty tensor (a study without findings) in the binary extension (a 500).
+        # Every output in the binary extension, as tritonclient and KServe's clients ask (a study without findings
+        # gets empty tensors there too).
         requested = [httpclient.InferRequestedOutput("report", binary_data=True)]
         if findings:
-            requested += [httpclient.InferRequestedOutput(name, binary_data=False) for name in FINDING_OUTPUTS]
+            requested += [httpclient.InferRequestedOutput(name, binary_data=True) for name in FINDING_OUTPUTS]
         body, json_size = httpclient.InferenceServerClient.generate_request_body(
             [bytes_input("dicom", images)], outputs=requested, parameters={"report": "sr"}
         )
@@ -144,7 +144,8 @@ class Dispatcher:
         if findings:
             found = Findings(
                 boxes=result.as_numpy("boxes").reshape(-1, 4),
-                labels=[label.decode() for label in result.as_numpy("labels")],
+                labels=[label.decode() if isinstance(label, bytes) else str(label)
+                        for label in result.as_numpy("labels")],
                 image_index=result.as_numpy("image_index"),
             )
         return Outcome(report=(sop_uid, report), findings=found)

@@ -21,6 +21,10 @@ GATEWAY_JOB = "duet-gateway"
 # Every local series carries this namespace label, so the chart's namespaced queries (KEDA triggers, the
 # dashboard) run unchanged against the local stack.
 LOCAL_NAMESPACE = "duet-local"
+# The Helm release the local stack stands for: the chart's PodMonitors label every series with `duet_release` and
+# its PrometheusRule adds it to every recorded series, so the chart's release-scoped queries need it here too.
+LOCAL_RELEASE = "duet"
+GATEWAY_GROUP = "duet.gateway"
 
 
 def metric_totals(text: str, families: Iterable[str], **labels: str) -> dict[str, float]:
@@ -66,18 +70,31 @@ class PrometheusServer:
             targets[GATEWAY_JOB] = self.stack.config.gateway.http_port
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
-            "rule_files": [str(RULES_FILE)],
+            "rule_files": [str(self.folder / "rules.yml")],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [f"{host}:{port}"],
-                                                      "labels": {"namespace": LOCAL_NAMESPACE}}]}
+                {"job_name": job, "static_configs": [{
+                    "targets": [f"{host}:{port}"],
+                    "labels": {"namespace": LOCAL_NAMESPACE, "duet_release": LOCAL_RELEASE}}]}
                 for job, port in targets.items()
             ],
         }
+
+    def rules(self) -> dict:
+        """The chart's rules file as its PrometheusRule template adapts it to one release: recorded series carry
+        `duet_release`, and the gateway's group only where a gateway runs."""
+        rules = yaml.safe_load(RULES_FILE.read_text())
+        groups = [g for g in rules["groups"] if self.stack.config.gateway is not None or g["name"] != GATEWAY_GROUP]
+        for group in groups:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    rule["labels"] = {**rule.get("labels", {}), "duet_release": LOCAL_RELEASE}
+        return {"groups": groups}
 
     def start(self, timeout_s: float = 60.0) -> None:
         if not self.binary:
             raise PrometheusUnavailable("no prometheus binary on PATH: apt-get install prometheus")
         self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "rules.yml").write_text(yaml.safe_dump(self.rules(), sort_keys=False))
         config_file = self.folder / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         log = (self.folder / "prometheus.log").open("ab")

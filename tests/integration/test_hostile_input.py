@@ -206,11 +206,15 @@ def _check(reply: httpx.Response, statuses: frozenset[int], index: int, message:
 
 @pytest.fixture(scope="module")
 def images() -> dict[str, SynthImage]:
-    """Three views of one study: the valid first image, and the bases of the hostile second image."""
-    return {"first": synth_image(71, study_seed=70, laterality="L", view="CC", **SIZE),
-            "good": synth_image(72, study_seed=70, laterality="R", view="CC", **SIZE),
-            "j2k": synth_image(73, study_seed=70, laterality="R", view="MLO", syntax="j2k", **SIZE),
-            "lut": synth_image(74, study_seed=70, laterality="L", view="MLO", voi="voi_lut", **SIZE)}
+    """Three views of one study: the valid first image, and the bases of the hostile second image.
+
+    Phantoms the shipped detector judges diagnostic in every variant (quality >= 0.99 at this size): the bases
+    must be a study the model answers, so that every refusal below is the hostile edit's. Phantoms 71 and 74
+    were borderline (0.43, and 0.22 with a VOI LUT) for the 2026-12-06 build."""
+    return {"first": synth_image(75, study_seed=70, laterality="L", view="CC", **SIZE),
+            "good": synth_image(76, study_seed=70, laterality="R", view="CC", **SIZE),
+            "j2k": synth_image(77, study_seed=70, laterality="R", view="MLO", syntax="j2k", **SIZE),
+            "lut": synth_image(78, study_seed=70, laterality="L", view="MLO", voi="voi_lut", **SIZE)}
 
 
 def test_the_corpus_bases_are_a_valid_study(stack: LocalStack, images) -> None:
