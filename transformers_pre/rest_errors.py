@@ -1,5 +1,6 @@
 """The one REST error path: every refusal is a DuetError, rendered here as a v2 error body `{"error":
-"..."}`."""
+"..."}`; so are the refusals of Starlette's router (404 no such route, 405 wrong method), which would otherwise
+answer FastAPI's `{"detail": ...}`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from .access import BodyTooLarge
 from .errors import BadRequest, DuetError
@@ -56,9 +58,30 @@ async def body_too_large_handler(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.error)
 
 
+def describe_http_exception(request: Request, error: HTTPException) -> str:
+    """The router's refusal as a message that says what to do (never the body, which may hold patient data)."""
+    where = f"{request.method} {request.url.path}"
+    if error.status_code == 404:
+        return f"no route {where}; see /v2/models for the models and docs/api.md for the routes"
+    if error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        return f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    return f"{where}: {error.detail}"
+
+
+async def http_exception_handler(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's HTTPException (the router's 404 and 405) in the v2 error shape, with its headers (Allow)."""
+    assert isinstance(error, HTTPException)
+    message = describe_http_exception(request, error)
+    log = logger.warning if error.status_code < 500 else logger.error
+    log("request failed: %s %s", error.status_code, message)
+    return JSONResponse(status_code=error.status_code, content={"error": message}, headers=error.headers)
+
+
 # Starlette picks the handler of the most specific exception class, so these win over KServe's catch-alls.
 EXCEPTION_HANDLERS = {
     DuetError: duet_error_handler,
     RequestValidationError: validation_error_handler,
     BodyTooLarge: body_too_large_handler,
+    HTTPException: http_exception_handler,
 }

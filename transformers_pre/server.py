@@ -14,8 +14,8 @@ from importlib import metadata
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import ORJSONResponse
 from kserve.model_server import args as kserve_args
-from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 
 from .dataplane import BinarySafeDataPlane
@@ -23,6 +23,7 @@ from .grpc_interceptors import duet_grpc_interceptors
 from .kserve_compat import BoundModelServer, add_kserve_routes
 from .middleware import RequestContextMiddleware
 from .rest_errors import EXCEPTION_HANDLERS
+from .routes import add_versioned_routes
 from .settings import Settings
 
 
@@ -36,11 +37,12 @@ async def metrics_handler(request: Request) -> Response:
     return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
-def create_app(settings: Settings, dataplane: DataPlane, extension: ModelRepositoryExtension,
+def create_app(settings: Settings, dataplane: BinarySafeDataPlane, extension: ModelRepositoryExtension,
                access_log_format: str | None = None) -> FastAPI:
     """duet's REST app over `dataplane`: KServe's routes and exception handlers, duet's error path (wins over
     KServe's catch-alls: Starlette picks the handler of the most specific exception class), duet's middleware,
-    and a `/metrics` that sums the worker processes (the first matching route wins over KServe's)."""
+    and, where the first matching route wins over KServe's, a `/metrics` that sums the worker processes and
+    the metadata and versioned routes (`routes.py`)."""
     app = FastAPI(
         title="KServe ModelServer",
         version=metadata.version("kserve"),
@@ -49,6 +51,7 @@ def create_app(settings: Settings, dataplane: DataPlane, extension: ModelReposit
         default_response_class=ORJSONResponse,
     )
     app.add_api_route("/metrics", metrics_handler, methods=["GET"])
+    add_versioned_routes(app, dataplane, V2Endpoints(dataplane, extension))
     for error_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(error_class, handler)
     app.add_middleware(RequestContextMiddleware, settings=settings)
