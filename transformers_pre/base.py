@@ -14,7 +14,7 @@ from kserve.model import InferenceVerb
 
 from .codecs import make_response
 from .contract import ContractViolation, ModelContract
-from .errors import DuetError, NotFound, Overloaded
+from .errors import BadRequest, DuetError, NotFound, Overloaded
 from .metrics import INFLIGHT, PREDICTOR_RETRIES, REQUEST_SECONDS, REQUESTS, code_class
 from .predictor_client import ModelMetadata, PredictorClient
 from .settings import Settings
@@ -110,6 +110,9 @@ class DuetModel(Model):
         return payload
 
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT):
+        if not isinstance(body, InferRequest):
+            # KServe's v1 routes (`/v1/models/<name>:predict|explain`) hand a model the raw JSON.
+            raise BadRequest(f"{self.name} speaks the v2 protocol only: POST /v2/models/{self.name}/infer")
         started = time.perf_counter()
         if self._inflight >= self.max_inflight:
             # Refused before any work: the admitted requests keep their latency, the client retries later.

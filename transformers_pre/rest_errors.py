@@ -9,10 +9,11 @@ import logging
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kserve.errors import ModelNotFound
 from starlette.exceptions import HTTPException
 
 from .access import BodyTooLarge
-from .errors import BadRequest, DuetError
+from .errors import BadRequest, DuetError, NotFound
 
 logger = logging.getLogger("duet.server")
 
@@ -32,6 +33,11 @@ def describe_validation_error(error: RequestValidationError, limit: int = 3) -> 
     # useful.
     errors = ([item for item in error.errors() if tuple(item.get("loc", ()))[-1:] != ("bytes",)]
               or error.errors())
+    malformed = [item for item in errors if item.get("type") == "json_invalid"]
+    if malformed:
+        position = tuple(malformed[0].get("loc", ()))[-1:]
+        at = f" at character {position[0]}" if position and isinstance(position[0], int) else ""
+        return f"the body is not valid JSON{at}; send a v2 inference request"
     problems = []
     for item in errors[:limit]:
         where = ".".join(str(part) for part in item.get("loc", ())
@@ -51,6 +57,19 @@ async def validation_error_handler(_: Request, error: Exception) -> JSONResponse
     """A body that is not v2 gets the v2 error body and 400, not FastAPI's 422 `{"detail": ...}`."""
     assert isinstance(error, RequestValidationError)
     return error_response(BadRequest(describe_validation_error(error)))
+
+
+async def model_not_found_handler(_: Request, error: Exception) -> JSONResponse:
+    """KServe's unknown model, through the one error path (KServe's own handler logs a traceback)."""
+    assert isinstance(error, ModelNotFound)
+    return error_response(NotFound(f"{error.reason} See GET /v2/models for the models served here."))
+
+
+async def internal_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """Anything unexpected: 500 naming only the exception's type (its message may quote the input), with the
+    traceback in the log."""
+    logger.error("request failed: 500 %s", type(error).__name__, exc_info=error)
+    return JSONResponse(status_code=500, content={"error": f"internal error ({type(error).__name__})"})
 
 
 async def body_too_large_handler(_: Request, error: Exception) -> JSONResponse:
@@ -83,5 +102,7 @@ EXCEPTION_HANDLERS = {
     DuetError: duet_error_handler,
     RequestValidationError: validation_error_handler,
     BodyTooLarge: body_too_large_handler,
+    ModelNotFound: model_not_found_handler,
+    Exception: internal_error_handler,
     HTTPException: http_exception_handler,
 }

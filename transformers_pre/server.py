@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiproc
 
 from .dataplane import BinarySafeDataPlane
 from .grpc_interceptors import duet_grpc_interceptors
+from .grpc_servicer import VersionedInferenceServicer
 from .kserve_compat import BoundModelServer, add_kserve_routes
 from .middleware import RequestContextMiddleware
 from .rest_errors import EXCEPTION_HANDLERS
@@ -52,20 +53,22 @@ def create_app(settings: Settings, dataplane: BinarySafeDataPlane, extension: Mo
     )
     app.add_api_route("/metrics", metrics_handler, methods=["GET"])
     add_versioned_routes(app, dataplane, V2Endpoints(dataplane, extension))
-    for error_class, handler in EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(error_class, handler)
     app.add_middleware(RequestContextMiddleware, settings=settings)
     add_kserve_routes(app, dataplane, extension, access_log_format)
+    # After KServe's: duet's handler replaces KServe's for a class both handle (ModelNotFound).
+    for error_class, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(error_class, handler)
     return app
 
 
 def make_model_server(settings: Settings, **kwargs: object) -> BoundModelServer:
     """A KServe ModelServer serving duet's app (`create_app`) over the binary-safe DataPlane, listening on
     `bind_address` (keyword; every interface by default, as in a container), with Retry-After and the
-    bearer-token check on gRPC too."""
+    bearer-token check and the served version on gRPC too."""
     server = BoundModelServer(
         build_app=functools.partial(create_app, settings),
         grpc_interceptors=duet_grpc_interceptors(settings.retry_after_seconds, settings.bearer_token),
+        grpc_servicer=VersionedInferenceServicer,
         **kwargs,
     )
     server.dataplane = BinarySafeDataPlane(model_registry=server.registered_models)
