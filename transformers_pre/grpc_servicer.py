@@ -18,7 +18,7 @@ class VersionedInferenceServicer(InferenceServicer):
 
     _data_plane: BinarySafeDataPlane
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest,  # noqa: N802 - the v2 service's name
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: ServicerContext) -> pb.ModelMetadataResponse:
         self._data_plane.check_version(request.name, request.version)
         metadata = await self._data_plane.model_metadata(model_name=request.name)
@@ -26,12 +26,12 @@ class VersionedInferenceServicer(InferenceServicer):
                                         platform=metadata["platform"], inputs=metadata["inputs"],
                                         outputs=metadata["outputs"])
 
-    async def ModelReady(self, request: pb.ModelReadyRequest,  # noqa: N802
+    async def ModelReady(self, request: pb.ModelReadyRequest,
                          context: ServicerContext) -> pb.ModelReadyResponse:
         self._data_plane.check_version(request.name, request.version)
         return await super().ModelReady(request, context)
 
-    async def ModelInfer(self, request: pb.ModelInferRequest,  # noqa: N802
+    async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: ServicerContext) -> pb.ModelInferResponse:
         self._data_plane.check_version(request.model_name, request.model_version)
         return await super().ModelInfer(request, context)

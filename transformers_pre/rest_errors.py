@@ -5,6 +5,8 @@ answer FastAPI's `{"detail": ...}`."""
 from __future__ import annotations
 
 import logging
+import traceback
+from pathlib import Path
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -66,9 +68,11 @@ async def model_not_found_handler(_: Request, error: Exception) -> JSONResponse:
 
 
 async def internal_error_handler(_: Request, error: Exception) -> JSONResponse:
-    """Anything unexpected: 500 naming only the exception's type (its message may quote the input), with the
-    traceback in the log."""
-    logger.error("request failed: 500 %s", type(error).__name__, exc_info=error)
+    """Anything unexpected: 500 naming only the exception's type, and the log where it was raised; never its
+    message, which may quote the input (patient data)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    logger.error("request failed: 500 %s%s", type(error).__name__, where)
     return JSONResponse(status_code=500, content={"error": f"internal error ({type(error).__name__})"})
 
 

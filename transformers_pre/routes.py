@@ -20,25 +20,25 @@ from .dataplane import BinarySafeDataPlane
 def add_versioned_routes(app: FastAPI, dataplane: BinarySafeDataPlane, endpoints: V2Endpoints) -> None:
     """Metadata and the versioned metadata, ready and infer routes on `app`, over KServe's `endpoints`."""
 
-    async def model_metadata(model_name: str) -> dict[str, Any]:
+    async def duet_model_metadata(model_name: str) -> dict[str, Any]:
         return await dataplane.model_metadata(model_name)
 
-    async def versioned_metadata(model_name: str, model_version: str) -> dict[str, Any]:
+    async def duet_versioned_metadata(model_name: str, model_version: str) -> dict[str, Any]:
         dataplane.check_version(model_name, model_version)
         return await dataplane.model_metadata(model_name)
 
-    async def versioned_ready(model_name: str, model_version: str) -> ModelReadyResponse:
+    async def duet_versioned_ready(model_name: str, model_version: str) -> ModelReadyResponse:
         dataplane.check_version(model_name, model_version)
         return await endpoints.model_ready(model_name)
 
-    async def versioned_infer(raw_request: Request, raw_response: Response, model_name: str,
+    async def duet_versioned_infer(raw_request: Request, raw_response: Response, model_name: str,
                               model_version: str, request_body: InferenceRequest | bytes) -> Any:
         dataplane.check_version(model_name, model_version)
         return await endpoints.infer(raw_request, raw_response, model_name, request_body)
 
-    app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model_name}/versions/{model_version}", versioned_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", versioned_ready,
+    app.add_api_route("/v2/models/{model_name}", duet_model_metadata, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}", duet_versioned_metadata, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", duet_versioned_ready,
                       methods=["GET"], response_model=ModelReadyResponse)
-    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", versioned_infer,
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", duet_versioned_infer,
                       methods=["POST"], response_model=None)
