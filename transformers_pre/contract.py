@@ -1,8 +1,8 @@
 """A public model's tensor contract, declared once by its transformer class.
 
-The same declaration answers the v2 metadata (`GET /v2/models/<name>`, gRPC ModelMetadata), names the input the
-codecs read, and is checked against every response before it leaves (`ModelContract.check_outputs`), so what
-the metadata promises is what the service sends.
+The same declaration answers the v2 metadata (`GET /v2/models/<name>`, gRPC ModelMetadata), names the input
+the codecs read, and is checked against every response before it leaves (`ModelContract.check_outputs`), so
+what the metadata promises is what the service sends.
 """
 
 from __future__ import annotations
@@ -71,5 +71,5 @@ class ModelContract:
             sizes_match = len(array.shape) == len(expected) and all(
                 want in (-1, got) for want, got in zip(expected, array.shape))
             if datatype != spec.datatype or not sizes_match:
-                raise ContractViolation(f"output {spec.name!r} is {datatype} {list(array.shape)}; the contract "
-                                        f"says {spec.datatype} {expected}")
+                raise ContractViolation(f"output {spec.name!r} is {datatype} {list(array.shape)}; the "
+                                        f"contract says {spec.datatype} {expected}")

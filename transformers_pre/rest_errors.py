@@ -1,6 +1,6 @@
 """The one REST error path: every refusal is a DuetError, rendered here as a v2 error body `{"error":
-"..."}`; so are the refusals of Starlette's router (404 no such route, 405 wrong method), which would otherwise
-answer FastAPI's `{"detail": ...}`."""
+"..."}`; so are the refusals of Starlette's router (404 no such route, 405 wrong method), which would
+otherwise answer FastAPI's `{"detail": ...}`."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ async def body_too_large_handler(_: Request, error: Exception) -> JSONResponse:
 
 
 def describe_http_exception(request: Request, error: HTTPException) -> str:
-    """The router's refusal as a message that says what to do (never the body, which may hold patient data)."""
+    """The router's refusal as a message that says what to do (never the body: it may hold patient data)."""
     where = f"{request.method} {request.url.path}"
     if error.status_code == 404:
         return f"no route {where}; see /v2/models for the models and docs/api.md for the routes"
@@ -93,7 +93,7 @@ def describe_http_exception(request: Request, error: HTTPException) -> str:
 
 
 async def http_exception_handler(request: Request, error: Exception) -> JSONResponse:
-    """Starlette's HTTPException (the router's 404 and 405) in the v2 error shape, with its headers (Allow)."""
+    """Starlette's HTTPException (the router's 404 and 405) in the v2 error shape, with its Allow header."""
     assert isinstance(error, HTTPException)
     message = describe_http_exception(request, error)
     log = logger.warning if error.status_code < 500 else logger.error

@@ -37,7 +37,8 @@ def add_versioned_routes(app: FastAPI, dataplane: BinarySafeDataPlane, endpoints
         return await endpoints.infer(raw_request, raw_response, model_name, request_body)
 
     app.add_api_route("/v2/models/{model_name}", duet_model_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model_name}/versions/{model_version}", duet_versioned_metadata, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}", duet_versioned_metadata,
+                      methods=["GET"])
     app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", duet_versioned_ready,
                       methods=["GET"], response_model=ModelReadyResponse)
     app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", duet_versioned_infer,

@@ -2,9 +2,9 @@
 
 `version` is the first 12 hex digits of sha256(<Triton model name> "/" <sha256 of the ONNX file>): the SR's
 Algorithm Version (`dicom/report.py`, `Device.for_model`) is computed the same way from the same bytes, so a
-stored SR, a stored response and the metadata name one build. The model card (`card.json`, written by the build)
-ties it to its recipe: `recipe` is the build recipe's key (`.recipe`) and `onnx_sha256` the file's digest the
-card lists under `artifacts`.
+stored SR, a stored response and the metadata name one build. The model card (`card.json`, written by the
+build) ties it to its recipe: `recipe` is the build recipe's key (`.recipe`) and `onnx_sha256` the file's
+digest the card lists under `artifacts`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _file_sha256(path: Path) -> bytes:
 
 
 def _card_onnx_digest(folder: Path) -> bytes | None:
-    """The ONNX digest the model card lists, for a transformer whose storage holds the card but not the ONNX."""
+    """The ONNX digest the model card lists (for a transformer whose storage has the card, not the ONNX)."""
     path = folder / CARD_FILE
     if not path.exists():
         return None
@@ -49,8 +49,8 @@ def _card_onnx_digest(folder: Path) -> bytes | None:
 class ArtifactIdentity:
     """Which build of a model is served.
 
-    fingerprint: the bytes the version is computed from (the ONNX file's sha256; without an ONNX file or a card
-    that lists it, the labels file's bytes, so a version still changes when the labels do).
+    fingerprint: the bytes the version is computed from (the ONNX file's sha256; without an ONNX file or a
+    card that lists it, the labels file's bytes, so a version still changes when the labels do).
     """
 
     model_name: str

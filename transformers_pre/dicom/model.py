@@ -94,8 +94,8 @@ class MammographyModel(DuetModel):
     contract = ModelContract(
         inputs=(TensorSpec("dicom", "BYTES", (-1,), "1 to 4 DICOM Part 10 files of one study"),),
         outputs=(
-            TensorSpec("boxes", "FP32", (-1, 4), "x_min, y_min, x_max, y_max in the stored pixels of the image "
-                                                 "image_index names"),
+            TensorSpec("boxes", "FP32", (-1, 4),
+                       "x_min, y_min, x_max, y_max in the stored pixels of the image image_index names"),
             TensorSpec("scores", "FP32", (-1,), "each finding's probability"),
             TensorSpec("labels", "BYTES", (-1,), "each finding's label"),
             TensorSpec("image_index", "INT32", (-1,), "the request image each finding is on"),

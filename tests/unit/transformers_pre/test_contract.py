@@ -21,7 +21,8 @@ def _outputs(probabilities: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def test_metadata_resolves_named_dimensions_once_known() -> None:
-    assert CONTRACT.outputs[0].metadata({}) == {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1]}
+    unknown = {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1]}
+    assert CONTRACT.outputs[0].metadata({}) == unknown
     assert CONTRACT.outputs[0].metadata({"classes": 3})["shape"] == [-1, 3]
 
 

@@ -1,6 +1,6 @@
-"""docs/api.md's error catalogue is complete: every status the service can return is in it, with the gRPC code,
-retry and Retry-After the code gives it, and every error (duet's, KServe's, the router's) has the documented
-`{"error": "..."}` shape.
+"""docs/api.md's error catalogue is complete: every status the service can return is in it, with the gRPC
+code, retry and Retry-After the code gives it, and every error (duet's, KServe's, the router's) has the
+documented `{"error": "..."}` shape.
 
 The statuses come from the code, not from a list kept here: every DuetError class, every exception handler on
 the app `create_app` builds (called with an instance of its exception), and real requests to that app for what
@@ -107,17 +107,18 @@ async def test_every_status_the_service_can_return_is_in_the_catalogue_and_nothi
     from_classes = {int(error_class.status) for error_class in duet_error_classes()}
     from_handlers = set((await handler_statuses(_app())).values())
     returned = from_classes | from_handlers | ROUTER_STATUSES
-    assert returned - documented == set(), f"statuses missing from docs/api.md's catalogue: {returned - documented}"
-    assert documented - returned == set(), f"the catalogue lists statuses nothing returns: {documented - returned}"
+    missing, stale = returned - documented, documented - returned
+    assert missing == set(), f"statuses missing from docs/api.md's catalogue: {missing}"
+    assert stale == set(), f"the catalogue lists statuses nothing returns: {stale}"
 
 
 def test_the_catalogue_gives_each_status_its_grpc_code_and_retry() -> None:
     for status, row in catalogue().items():
         code = GRPC_CODE_FOR_HTTP.get(HTTPStatus(status))
         if code is not None:
-            assert row["gRPC code"] == code.name, f"{status}: gRPC code {code.name}, documented {row['gRPC code']}"
+            assert row["gRPC code"] == code.name, f"{status}: gRPC {code.name}, documented {row['gRPC code']}"
         retry = "yes" if status in RETRY_STATUSES else "no"
-        assert (row["retry"], row["Retry-After"]) == (retry, retry), f"{status}: retry and Retry-After are {retry}"
+        assert (row["retry"], row["Retry-After"]) == (retry, retry), f"{status}: retry, Retry-After: {retry}"
         assert re.fullmatch(r"`[^`]+`", row["example `error`"]), f"{status}: no example message"
 
 

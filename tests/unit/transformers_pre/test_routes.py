@@ -1,5 +1,5 @@
-"""The metadata and versioned routes of the app `create_app` builds, over the real transformers loaded from the
-built models (in process, httpx's ASGI transport; refusals and metadata need no predictor)."""
+"""The metadata and versioned routes of the app `create_app` builds, over the real transformers loaded from
+the built models (in process, httpx's ASGI transport; refusals and metadata need no predictor)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def test_metadata_lists_the_contract_the_version_and_its_card(
     card = json.loads((MODEL_REPOSITORY / model.predictor_model / "card.json").read_text())
     labels = (MODEL_REPOSITORY / model.predictor_model / "labels.txt").read_text().split()
     assert [tensor["name"] for tensor in metadata["inputs"]] == [spec.name for spec in model.contract.inputs]
-    assert [tensor["name"] for tensor in metadata["outputs"]] == [spec.name for spec in model.contract.outputs]
+    assert [tensor["name"] for tensor in metadata["outputs"]] == [s.name for s in model.contract.outputs]
     assert all(tensor["datatype"] and tensor["shape"] for tensor in metadata["inputs"] + metadata["outputs"])
     assert metadata["versions"] == [model.version]
     parameters = metadata["parameters"]
@@ -94,7 +94,8 @@ def test_the_mammography_version_is_the_srs_device_version(models: dict[str, Due
 async def test_versioned_routes_answer_for_the_served_version_only(
         client: httpx.AsyncClient, models: dict[str, DuetModel], name: str) -> None:
     served = models[name].version
-    assert (await client.get(f"/v2/models/{name}/versions/{served}/ready")).json() == {"name": name, "ready": True}
+    ready = await client.get(f"/v2/models/{name}/versions/{served}/ready")
+    assert ready.json() == {"name": name, "ready": True}
     assert (await client.get(f"/v2/models/{name}/versions/{served}")).json()["versions"] == [served]
     for path in (f"/v2/models/{name}/versions/1", f"/v2/models/{name}/versions/1/ready"):
         reply = await client.get(path)

@@ -29,7 +29,8 @@ def _folder(tmp_path: Path, onnx: bytes | None = b"onnx bytes", card_digest: str
 
 def test_the_version_is_the_srs_algorithm_version_for_the_same_build() -> None:
     fingerprint = hashlib.sha256(b"some model").digest()
-    assert version_of("mammo_detector", fingerprint) == Device.for_model("mammo_detector", fingerprint).version
+    device = Device.for_model("mammo_detector", fingerprint)
+    assert version_of("mammo_detector", fingerprint) == device.version
 
 
 def test_identity_of_a_folder_with_its_onnx(tmp_path: Path) -> None:
