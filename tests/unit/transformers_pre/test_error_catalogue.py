@@ -60,7 +60,8 @@ def duet_error_classes() -> Iterator[type[DuetError]]:
     pending: list[type[DuetError]] = [DuetError]
     while pending:
         error_class = pending.pop()
-        yield error_class
+        if error_class.__module__.startswith("transformers_pre."):
+            yield error_class
         pending.extend(error_class.__subclasses__())
 
 
