@@ -159,6 +159,7 @@ def make_response(
     *,
     blobs: Mapping[str, bytes] | None = None,
     parameters: Mapping[str, Any] | None = None,
+    model_version: str | None = None,
 ) -> InferResponse:
     """An InferResponse holding numpy outputs and single-element binary blobs (BYTES [1]).
 
@@ -185,6 +186,7 @@ def make_response(
     return InferResponse(
         response_id=request.id or "",
         model_name=model_name,
+        model_version=model_version,
         infer_outputs=infer_outputs,
         from_grpc=request.from_grpc,
         parameters=dict(parameters) if parameters else None,

@@ -13,6 +13,7 @@ from kserve import InferRequest
 from kserve.protocol.dataplane import DataPlane
 
 from .binary_request import decode_binary_request
+from .errors import NotFound
 
 logger = logging.getLogger("duet.server")
 
@@ -72,6 +73,29 @@ class BinarySafeDataPlane(DataPlane):
         except (grpc.RpcError, httpx.HTTPError) as error:
             logger.debug("predictor readiness of %s: %s", predictor_model, error)
             return False
+
+    def check_version(self, model_name: str, model_version: str | None) -> None:
+        """A versioned route's or gRPC request's version: KServe's 404 for an unknown model, duet's 404
+        (`NotFound`) for any version but the one served. Empty: no version asked."""
+        model = self.get_model_from_registry(model_name)
+        check = getattr(model, "check_version", None)
+        if model_version and check is not None:
+            check(model_version)
+        elif model_version:
+            raise NotFound(f"model {model_name!r} is not versioned; ask without a version")
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        """KServe's metadata (name, platform, inputs, outputs from the model's contract), plus `versions` (the
+        one served) and the model's `parameters` (version, recipe and digest from its card, labels)."""
+        metadata = await super().model_metadata(model_name)
+        model = self.get_model_from_registry(model_name)
+        version = getattr(model, "version", None)
+        if version:
+            metadata["versions"] = [version]
+        parameters = getattr(model, "metadata_parameters", None)
+        if parameters is not None:
+            metadata["parameters"] = parameters()
+        return metadata
 
     def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> InferRequest:
         if not isinstance(body, bytes):

@@ -22,6 +22,7 @@ from grpc_interceptor.exceptions import GrpcException
 GRPC_CODE_FOR_HTTP = {
     HTTPStatus.BAD_REQUEST: StatusCode.INVALID_ARGUMENT,
     HTTPStatus.UNAUTHORIZED: StatusCode.UNAUTHENTICATED,
+    HTTPStatus.NOT_FOUND: StatusCode.NOT_FOUND,
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: StatusCode.OUT_OF_RANGE,
     HTTPStatus.UNPROCESSABLE_ENTITY: StatusCode.FAILED_PRECONDITION,
     HTTPStatus.TOO_MANY_REQUESTS: StatusCode.RESOURCE_EXHAUSTED,
@@ -61,6 +62,12 @@ class Unauthenticated(DuetError):
 
     status = HTTPStatus.UNAUTHORIZED
     headers: ClassVar[Mapping[str, str]] = MappingProxyType({"www-authenticate": "Bearer"})
+
+
+class NotFound(DuetError):
+    """A model version that is not the one served (KServe answers an unknown model with its own 404)."""
+
+    status = HTTPStatus.NOT_FOUND
 
 
 class PayloadTooLarge(DuetError):

@@ -12,8 +12,8 @@ Each item: what duet uses, why, and the upstream change that would let it go.
   KServe's routes and handlers; an app-factory parameter on RESTServer and ModelServer.
 - `RESTServerMultiProcess._rest_server`: the worker processes run duet's REST server; a REST-server
   parameter.
-- a copy of `GRPCServer.start`: the bind address and duet's interceptors; `host` and `interceptors`
-  parameters.
+- a copy of `GRPCServer.start`: the bind address, duet's interceptors and servicer; `host`, `interceptors`
+  and `servicer` parameters.
 - a copy of `ModelServer.start`: the bind address, duet's REST and gRPC servers; a `host` parameter (and the
   two above).
 
@@ -132,17 +132,20 @@ def multiprocess_rest_server(rest_server: BoundRESTServer, *args: Any,
 
 
 class BoundGRPCServer(GRPCServer):
-    """KServe's gRPC server on `address` instead of every interface, with the given interceptors."""
+    """KServe's gRPC server on `address` instead of every interface, with the given interceptors and servicer
+    class (KServe's InferenceServicer or a subclass)."""
 
     def __init__(self, address: str, interceptors: tuple[aio.ServerInterceptor, ...], *args: Any,
-                 **kwargs: Any) -> None:
+                 servicer: type[InferenceServicer] = InferenceServicer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._address = address
         self._interceptors = interceptors
+        self._servicer = servicer
 
     async def start(self, max_workers: int) -> None:
-        """A copy of `GRPCServer.start` (COPIED_FROM), with the address and interceptors as parameters."""
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        """A copy of `GRPCServer.start` (COPIED_FROM), with the address, interceptors and servicer as
+        parameters."""
+        servicer = self._servicer(self._data_plane, self._model_repository_extension)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=self._interceptors,
@@ -161,14 +164,16 @@ class BoundGRPCServer(GRPCServer):
 class BoundModelServer(ModelServer):
     """KServe's ModelServer whose REST and gRPC listeners bind `bind_address` (default: every interface),
     whose REST server serves `build_app`'s app (default: KServe's), and whose gRPC server runs
-    `grpc_interceptors` (default: KServe's)."""
+    `grpc_interceptors` and `grpc_servicer` (default: KServe's)."""
 
     def __init__(self, *, bind_address: str = "0.0.0.0", build_app: AppFactory | None = None,
-                 grpc_interceptors: tuple[aio.ServerInterceptor, ...] | None = None, **kwargs: Any) -> None:
+                 grpc_interceptors: tuple[aio.ServerInterceptor, ...] | None = None,
+                 grpc_servicer: type[InferenceServicer] = InferenceServicer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bind_address = bind_address
         self.build_app = build_app
         self.grpc_interceptors = grpc_interceptors or (LoggingInterceptor(), ExceptionToStatusInterceptor())
+        self.grpc_servicer = grpc_servicer
 
     def rest_server(self) -> BoundRESTServer:
         """The REST server `start` runs (in this process, or in each worker process)."""
@@ -200,6 +205,7 @@ class BoundModelServer(ModelServer):
             self._grpc_server = BoundGRPCServer(
                 self.bind_address, self.grpc_interceptors, self.grpc_port, self.dataplane,
                 self.model_repository_extension, kwargs=vars(kserve_args), grace_period=self.grace_period,
+                servicer=self.grpc_servicer,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()

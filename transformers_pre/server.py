@@ -14,15 +14,17 @@ from importlib import metadata
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import ORJSONResponse
 from kserve.model_server import args as kserve_args
-from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 
 from .dataplane import BinarySafeDataPlane
 from .grpc_interceptors import duet_grpc_interceptors
+from .grpc_servicer import VersionedInferenceServicer
 from .kserve_compat import BoundModelServer, add_kserve_routes
 from .middleware import RequestContextMiddleware
 from .rest_errors import EXCEPTION_HANDLERS
+from .routes import add_versioned_routes
 from .settings import Settings
 
 
@@ -36,11 +38,12 @@ async def metrics_handler(request: Request) -> Response:
     return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
-def create_app(settings: Settings, dataplane: DataPlane, extension: ModelRepositoryExtension,
+def create_app(settings: Settings, dataplane: BinarySafeDataPlane, extension: ModelRepositoryExtension,
                access_log_format: str | None = None) -> FastAPI:
     """duet's REST app over `dataplane`: KServe's routes and exception handlers, duet's error path (wins over
     KServe's catch-alls: Starlette picks the handler of the most specific exception class), duet's middleware,
-    and a `/metrics` that sums the worker processes (the first matching route wins over KServe's)."""
+    and, where the first matching route wins over KServe's, a `/metrics` that sums the worker processes and
+    the metadata and versioned routes (`routes.py`)."""
     app = FastAPI(
         title="KServe ModelServer",
         version=metadata.version("kserve"),
@@ -49,20 +52,23 @@ def create_app(settings: Settings, dataplane: DataPlane, extension: ModelReposit
         default_response_class=ORJSONResponse,
     )
     app.add_api_route("/metrics", metrics_handler, methods=["GET"])
-    for error_class, handler in EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(error_class, handler)
+    add_versioned_routes(app, dataplane, V2Endpoints(dataplane, extension))
     app.add_middleware(RequestContextMiddleware, settings=settings)
     add_kserve_routes(app, dataplane, extension, access_log_format)
+    # After KServe's: duet's handler replaces KServe's for a class both handle (ModelNotFound).
+    for error_class, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(error_class, handler)
     return app
 
 
 def make_model_server(settings: Settings, **kwargs: object) -> BoundModelServer:
     """A KServe ModelServer serving duet's app (`create_app`) over the binary-safe DataPlane, listening on
     `bind_address` (keyword; every interface by default, as in a container), with Retry-After and the
-    bearer-token check on gRPC too."""
+    bearer-token check and the served version on gRPC too."""
     server = BoundModelServer(
         build_app=functools.partial(create_app, settings),
         grpc_interceptors=duet_grpc_interceptors(settings.retry_after_seconds, settings.bearer_token),
+        grpc_servicer=VersionedInferenceServicer,
         **kwargs,
     )
     server.dataplane = BinarySafeDataPlane(model_registry=server.registered_models)

@@ -12,7 +12,6 @@ the "NOT FOR CLINICAL USE: ..." label, which the SR carries too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -27,7 +26,8 @@ from kserve import InferRequest, InferResponse
 
 from ..base import DuetModel
 from ..clinical_use import UNKNOWN_MODEL, read_clinical_use
-from ..codecs import bytes_tensor, decode_blobs, make_response, request_parameters
+from ..codecs import bytes_tensor, decode_blobs, request_parameters
+from ..contract import ModelContract, TensorSpec
 from ..errors import BadRequest, PredictorError
 from ..metrics import PAYLOAD_BYTES, stage
 from ..predictor_client import PredictorClient
@@ -88,21 +88,23 @@ def resolve_thresholds(settings: Settings, folder: Path) -> Thresholds:
                       quality=values["quality_threshold"])
 
 
-def _model_fingerprint(folder: Path) -> bytes:
-    """Bytes that identify the model build (the ONNX file's hash when the repository holds it)."""
-    onnx = folder / "1" / "model.onnx"
-    if onnx.exists():
-        digest = hashlib.sha256()
-        with onnx.open("rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.digest()
-    labels = folder / "labels.txt"
-    return labels.read_bytes() if labels.exists() else b""
-
-
 class MammographyModel(DuetModel):
     """DICOM study -> lesion boxes in stored pixels, per-image quality, study risk, optional DICOM SR."""
+
+    contract = ModelContract(
+        inputs=(TensorSpec("dicom", "BYTES", (-1,), "1 to 4 DICOM Part 10 files of one study"),),
+        outputs=(
+            TensorSpec("boxes", "FP32", (-1, 4),
+                       "x_min, y_min, x_max, y_max in the stored pixels of the image image_index names"),
+            TensorSpec("scores", "FP32", (-1,), "each finding's probability"),
+            TensorSpec("labels", "BYTES", (-1,), "each finding's label"),
+            TensorSpec("image_index", "INT32", (-1,), "the request image each finding is on"),
+            TensorSpec("quality", "FP32", (-1,), "each image's probability of being diagnostic"),
+            TensorSpec("risk", "FP32", (1,), "the study's risk"),
+        ),
+        optional_outputs=(TensorSpec("report", "BYTES", (1,), "a DICOM SR, when the request's parameter "
+                                                              "'report' is 'sr'"),),
+    )
 
     def __init__(self, settings: Settings, predictor: PredictorClient) -> None:
         super().__init__(PUBLIC_NAME, PREDICTOR_MODEL, settings, predictor, settings.max_inflight_studies)
@@ -124,7 +126,8 @@ class MammographyModel(DuetModel):
         if self.calibration is None:
             logger.warning("%s has no %s: the study risk is served uncalibrated (risk_calibrated=false)",
                            PREDICTOR_MODEL, CALIBRATION_FILE)
-        self.device = Device.for_model(PREDICTOR_MODEL, _model_fingerprint(folder))
+        # The SR's Algorithm Version and the response's model_version are one string (versions.py).
+        self.device = Device.for_model(PREDICTOR_MODEL, self.read_artifact().fingerprint)
         self.clinical_use = read_clinical_use(folder)
         if not self.clinical_use.cleared:
             logger.warning("%s is served labelled: %s", PREDICTOR_MODEL, self.clinical_use.notice)
@@ -151,6 +154,17 @@ class MammographyModel(DuetModel):
         self.pools.shutdown()
         super().stop()
 
+    def clinical_use_parameters(self) -> dict[str, Any]:
+        """What every response and the metadata say about clinical use (the model card's label)."""
+        labelling: dict[str, Any] = {"cleared_for_clinical_use": self.clinical_use.cleared}
+        if self.clinical_use.notice is not None:
+            labelling["clinical_use_notice"] = self.clinical_use.notice
+        return labelling
+
+    def metadata_parameters(self) -> dict[str, Any]:
+        return {**super().metadata_parameters(), "labels": ",".join(self.class_names),
+                **self.clinical_use_parameters()}
+
     async def input_geometry(self) -> tuple[int, int, int, str]:
         """(C, H, W, datatype) of the detector input, from the predictor's v2 metadata."""
         metadata = await self.predictor_metadata()
@@ -171,7 +185,7 @@ class MammographyModel(DuetModel):
             report = parameters.get("report")
             if report is not None and report not in REPORT_FORMATS:
                 raise BadRequest(f"parameter 'report' must be one of {list(REPORT_FORMATS)}, got {str(report)[:20]!r}")
-            blobs = decode_blobs(payload, "dicom")
+            blobs = decode_blobs(payload, self.contract.input.name)
             PAYLOAD_BYTES.labels(self.name).observe(sum(len(blob) for blob in blobs))
             images = read_study(blobs, self.settings.dicom)
             dicom = self.settings.dicom
@@ -208,16 +222,12 @@ class MammographyModel(DuetModel):
                 blobs["report"] = build_report(prepared.images, findings, self.device,
                                                clinical_use=self.clinical_use,
                                                series=SeriesLabel.from_settings(self.settings.dicom))
-        labelling: dict[str, Any] = {"cleared_for_clinical_use": self.clinical_use.cleared}
-        if self.clinical_use.notice is not None:
-            labelling["clinical_use_notice"] = self.clinical_use.notice
-        return make_response(
+        return self.respond(
             prepared.request,
-            self.name,
             self._outputs(findings),
             blobs=blobs,
             parameters={"images": json.dumps(self._image_parameters(prepared, findings)),
-                        "risk_calibrated": findings.risk_calibrated, **labelling},
+                        "risk_calibrated": findings.risk_calibrated, **self.clinical_use_parameters()},
         )
 
     @staticmethod

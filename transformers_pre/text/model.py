@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,8 @@ import numpy as np
 from kserve import InferRequest, InferResponse
 
 from ..base import DuetModel
-from ..codecs import bytes_tensor, decode_texts, make_response
+from ..codecs import bytes_tensor, decode_texts
+from ..contract import ModelContract, TensorSpec
 from ..errors import BadRequest
 from ..metrics import PAYLOAD_BYTES, stage
 from ..predictor_client import PredictorClient
@@ -45,20 +47,25 @@ def entropy_nats(probabilities: np.ndarray) -> np.ndarray:
 class SentimentModel(DuetModel):
     """Texts (BYTES [n], UTF-8) -> `probabilities` FP32 [n,3], `label` BYTES [n], `entropy` FP32 [n]."""
 
+    contract = ModelContract(
+        inputs=(TensorSpec("text", "BYTES", (-1,), "UTF-8 texts"),),
+        outputs=(
+            TensorSpec("probabilities", "FP32", (-1, "classes"), "softmax over the labels, in labels order"),
+            TensorSpec("label", "BYTES", (-1,), "the most probable label"),
+            TensorSpec("entropy", "FP32", (-1,), "entropy of probabilities, nats"),
+        ),
+    )
+
     def __init__(self, settings: Settings, predictor: PredictorClient) -> None:
         super().__init__(PUBLIC_NAME, PREDICTOR_MODEL, settings, predictor)
         self.labels: list[str] = []
         self.tokenizer: TextTokenizer | None = None
 
-    def get_input_types(self) -> list[dict[str, Any]]:
-        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    def contract_dimensions(self) -> Mapping[str, int]:
+        return {"classes": len(self.labels)} if self.labels else {}
 
-    def get_output_types(self) -> list[dict[str, Any]]:
-        return [
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.labels) or 3]},
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-            {"name": "entropy", "datatype": "FP32", "shape": [-1]},
-        ]
+    def metadata_parameters(self) -> dict[str, Any]:
+        return {**super().metadata_parameters(), "labels": ",".join(self.labels)}
 
     def load(self) -> bool:
         folder = self.settings.model_repository / PREDICTOR_MODEL
@@ -66,12 +73,13 @@ class SentimentModel(DuetModel):
         preprocess = json.loads((folder / "preprocess.json").read_text())
         max_length = self.settings.text.max_length or int(preprocess["max_length"])
         self.tokenizer = TextTokenizer(folder / "tokenizer.json", max_length)
+        self.read_artifact()
         self.ready = True
         return self.ready
 
     async def preprocess(self, payload: InferRequest, headers: dict[str, str] | None = None) -> PreparedTexts:
         with stage(self.name, "intake"):
-            texts = decode_texts(payload, "text")
+            texts = decode_texts(payload, self.contract.input.name)
             if not texts:
                 raise BadRequest("input 'text' is empty: send at least one text")
             cap = self.settings.text.max_batch_texts
@@ -114,9 +122,8 @@ class SentimentModel(DuetModel):
             truncated = sorted(set(prepared.encoded.truncated) | set(prepared.cut))
             if truncated:
                 parameters["truncated"] = ",".join(str(index) for index in truncated)
-            return make_response(
+            return self.respond(
                 prepared.request,
-                self.name,
                 {"probabilities": probabilities, "label": labels, "entropy": entropy_nats(probabilities)},
                 parameters=parameters,
             )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from kserve import InferRequest
 
 from transformers_pre.base import DuetModel
-from transformers_pre.errors import Overloaded
+from transformers_pre.errors import BadRequest, Overloaded
 from transformers_pre.predictor_client import PredictorClient
 from transformers_pre.settings import PredictorSettings, Settings
 
@@ -32,16 +33,27 @@ class GatedModel(DuetModel):
         return result
 
 
+def _request(number: int) -> InferRequest:
+    return InferRequest(model_name="gated", infer_inputs=[], request_id=str(number))
+
+
 async def test_requests_beyond_the_bound_get_429_and_admitted_ones_complete() -> None:
     model = GatedModel(limit=2)
-    admitted = [asyncio.create_task(model({"n": n})) for n in range(2)]
+    admitted = [asyncio.create_task(model(_request(n))) for n in range(2)]
     await asyncio.sleep(0)  # both are now waiting inside the model
     with pytest.raises(Overloaded) as refused:
-        await model({"n": 3})
+        await model(_request(3))
     assert refused.value.status == 429
     model.gate.set()
-    assert [(await task)[0] for task in admitted] == [{"n": 0}, {"n": 1}]
-    assert (await model({"n": 4}))[0] == {"n": 4}  # the slots were given back
+    assert [(await task)[0].id for task in admitted] == ["0", "1"]
+    assert (await model(_request(4)))[0].id == "4"  # the slots were given back
+
+
+async def test_a_v1_body_is_refused_with_400_naming_the_v2_route() -> None:
+    """KServe's v1 routes hand the model raw JSON; duet's models speak v2 only."""
+    with pytest.raises(BadRequest) as refused:
+        await GatedModel(limit=1)({"instances": [1]})
+    assert "POST /v2/models/gated/infer" in refused.value.message
 
 
 def test_the_bounds_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
