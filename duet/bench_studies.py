@@ -165,7 +165,8 @@ def markdown_sections(steps: list[StudyStep], sentiment: list[StepResult], secon
     steps_text = "\n".join([
         SECTION, "",
         (f"`duet bench`, {when}, {machine()}, predictor {predictor} on CPU; 1-minute load average at the end "
-         f"{load:.1f}. Locust's `MammographyUser` (4-view synthetic studies, binary tensors, every response checked), "
+         f"{load:.1f} (the machine may be shared: what else ran shows there, and the load generator shares its "
+         "cores). Locust's `MammographyUser` (4-view synthetic studies, binary tensors, every response checked), "
          f"closed loop, {seconds} s per step, one local stack (transformer with one server process). CPU per "
          "study is what the kernel charged the transformer (its decode pool included) and the predictor during "
          "the step, divided by the studies served; studies/s per transformer core is 1000 / that."), "",
