@@ -367,12 +367,12 @@ def bench(
     mammography: bool = typer.Option(True, help="Also run the per-view mammography preprocessing benchmark "
                                      "(benchmarks/bench_dicom.py, 4096 x 3328 views: minutes)."),
     sentiment: bool = typer.Option(True, help="Run the sentiment comparison (--no-sentiment: studies only)."),
-    studies: bool = typer.Option(True, help="Run the mammography step load (studies/s per transformer core)."),
-    study_users: str = typer.Option("1,2,4,8", help="Concurrent closed-loop studies per step of the step load."),
+    studies: bool = typer.Option(True, help="Run the mammography step load (studies/s per transformer core)"),
+    study_users: str = typer.Option("1,2,4,8", help="Concurrent closed-loop studies, one step each."),
     study_sizes: str = typer.Option("1024x832", help="View sizes (rows x columns) of the step load, e.g. "
                                     "1024x832,4096x3328."),
-    study_syntaxes: str = typer.Option("explicit,j2k", help="Transfer syntaxes of the step load (explicit, j2k, "
-                                       "jpegls, rle, jpeg, htj2k)."),
+    study_syntaxes: str = typer.Option("explicit,j2k", help="Transfer syntaxes of the step load (explicit, "
+                                       "j2k, jpegls, rle, jpeg, htj2k)."),
     study_seconds: int = typer.Option(8, help="Duration of each step of the step load."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Rewrite the sentiment section of this file."),
     wrk_users: int = typer.Option(32, help="Connections of the wrk cross-check of the headline case (0: none)."),
@@ -380,20 +380,22 @@ def bench(
 ) -> None:
     """duet against the naive server and the model alone: req/s, p50/p95/p99, errors, CPU ms per request; then
     mammography studies/s under a step load, and the sizing figures per core of both models."""
-    results = (compare_sentiment(users, texts, seconds, predictor, model_repository, markdown_out, wrk_users, plot)
-               if sentiment else [])
+    results = (compare_sentiment(users, texts, seconds, predictor, model_repository, markdown_out, wrk_users,
+                                 plot) if sentiment else [])
     if studies:
         from . import bench_studies
 
         steps, kind = bench_studies.run_study_steps(
-            [size for size in study_sizes.split(",") if size], [syntax for syntax in study_syntaxes.split(",") if syntax],
-            [int(count) for count in study_users.split(",") if count], study_seconds, model_repository, predictor,
-            console)
+            [size for size in study_sizes.split(",") if size],
+            [syntax for syntax in study_syntaxes.split(",") if syntax],
+            [int(count) for count in study_users.split(",") if count], study_seconds, model_repository,
+            predictor, console)
         bench_studies.show(steps, results, console)
         if markdown_out is not None:
-            bench_studies.write_markdown(markdown_out, steps, results, study_seconds, kind, os.getloadavg()[0])
-            console.print(f"sections {bench_studies.SECTION!r} and {bench_studies.SIZING_SECTION!r} written to "
-                          f"{markdown_out}")
+            load = os.getloadavg()[0]
+            bench_studies.write_markdown(markdown_out, steps, results, study_seconds, kind, load)
+            console.print(f"sections {bench_studies.SECTION!r} and {bench_studies.SIZING_SECTION!r} written "
+                          f"to {markdown_out}")
     if mammography:
         from benchmarks import bench_dicom
 

@@ -10,13 +10,13 @@ and datatypes of the v2 contract. Overload (429) and predictor-unavailable (503)
 the report separates "duet said slow down" from "duet broke".
 
 Tunables (environment): DUET_SENTIMENT_BATCH (texts per request, 1), DUET_THINK_SECONDS (upper bound of the
-random wait between a user's requests, both users, 0.05; 0 = closed loop), DUET_STUDY_SIZE (rows x columns, "2048x1664"),
-DUET_STUDY_SYNTAX ("explicit", "j2k", ...), DUET_SHAPE (step, spike or soak: a `LoadTestShape` that overrides
--u/-r/-t; see `shapes.py`), DUET_HOST_HEADER (the Host header KServe routes an InferenceService by, with
-`{model}` standing for the model's name: "{model}-predictor.duet.example.org"; unset: the --host's own).
-Pass/fail thresholds live in `THRESHOLDS`, checked when locust quits; a breach makes locust exit 1. They default
-to duet's service objectives (`charts/duet/files/objectives.yaml`, the numbers the alerts use; today 1% failures,
-p99 250 ms sentiment, 6000 ms mammography); DUET_MAX_FAILURE_RATIO, DUET_MAX_P99_MS_SENTIMENT and
+random wait between a user's requests, both users: 0.05; 0 = closed loop), DUET_STUDY_SIZE (rows x columns,
+"2048x1664"), DUET_STUDY_SYNTAX ("explicit", "j2k", ...), DUET_SHAPE (step, spike or soak: a `LoadTestShape`
+that overrides -u/-r/-t; see `shapes.py`), DUET_HOST_HEADER (the Host header KServe routes an InferenceService
+by, with `{model}` standing for the model's name: "{model}-predictor.duet.example.org"; unset: the --host's
+own). Pass/fail thresholds live in `THRESHOLDS`, checked when locust quits; a breach makes locust exit 1. They
+default to duet's service objectives (`charts/duet/files/objectives.yaml`, the numbers the alerts use; today
+1% failures, p99 250 ms sentiment, 6000 ms mammography); DUET_MAX_FAILURE_RATIO, DUET_MAX_P99_MS_SENTIMENT and
 DUET_MAX_P99_MS_MAMMOGRAPHY override them for one run.
 """
 

@@ -1,5 +1,5 @@
-"""duet's service objectives (`charts/duet/files/objectives.yaml`): the one source of the load test's thresholds
-and the alerts' objectives."""
+"""duet's service objectives (`charts/duet/files/objectives.yaml`): the one source of the load test's
+thresholds and the alerts' objectives."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class Objectives:
 def load_objectives(path: Path = OBJECTIVES_FILE) -> Objectives:
     document = yaml.safe_load(path.read_text())
     return Objectives(
-        latency_p99_seconds={model: float(seconds) for model, seconds in document["latencyP99Seconds"].items()},
+        latency_p99_seconds={
+            model: float(seconds) for model, seconds in document["latencyP99Seconds"].items()
+        },
         error_ratio=float(document["errorRatio"]),
     )

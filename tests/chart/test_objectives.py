@@ -1,5 +1,5 @@
-"""duet's service objectives come from one file (charts/duet/files/objectives.yaml): the alerts, the chart, the
-locust thresholds and the docs all say the same numbers, and a drift fails here or in the chart's render."""
+"""duet's service objectives come from one file (charts/duet/files/objectives.yaml): the alerts, the chart,
+the locust thresholds and the docs all say the same numbers; a drift fails here or in the chart's render."""
 
 from __future__ import annotations
 
@@ -62,33 +62,52 @@ def test_locust_thresholds_default_to_the_objectives() -> None:
     """The locustfile as locust loads it (its own process: gevent patches the interpreter), no overrides."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("DUET_MAX_")}
     completed = subprocess.run(
-        [sys.executable, "-c", "import json; from loadtests import locustfile; print(json.dumps(locustfile.THRESHOLDS))"],
-        cwd=REPO, env={**environment, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import json; from loadtests import locustfile; print(json.dumps(locustfile.THRESHOLDS))",
+        ],
+        cwd=REPO,
+        env={**environment, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=True,
     )
     thresholds = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert thresholds == {"failure_ratio": OBJECTIVES.error_ratio,
-                          **{model: 1000 * seconds for model, seconds in OBJECTIVES.latency_p99_seconds.items()}}
+    assert thresholds == {
+        "failure_ratio": OBJECTIVES.error_ratio,
+        **{model: 1000 * seconds for model, seconds in OBJECTIVES.latency_p99_seconds.items()},
+    }
 
 
 def test_the_docs_state_the_objectives() -> None:
     operations = OPERATIONS_DOC.read_text()
     loadtesting = LOADTESTING_DOC.read_text()
     for model, seconds in OBJECTIVES.latency_p99_seconds.items():
-        assert re.search(rf"\| `{model}` \|.*\| {_number(seconds)} s", operations), f"{model} row of operations.md"
-        row = next(line for line in loadtesting.splitlines()
-                   if line.startswith(f"| `DUET_MAX_P99_MS_{model.upper()}`"))
+        assert re.search(rf"\| `{model}` \|.*\| {_number(seconds)} s", operations), (
+            f"{model} row of operations.md"
+        )
+        row = next(
+            line
+            for line in loadtesting.splitlines()
+            if line.startswith(f"| `DUET_MAX_P99_MS_{model.upper()}`")
+        )
         assert f"| {_number(1000 * seconds)} |" in row, row
     row = next(line for line in loadtesting.splitlines() if line.startswith("| `DUET_MAX_FAILURE_RATIO`"))
     assert f"| {_number(OBJECTIVES.error_ratio)} |" in row, row
 
 
-@pytest.mark.parametrize("alert, original, drifted", [
-    ("DuetLatencyP99OverObjective", 'model="mammography"} > 6\n', 'model="mammography"} > 10\n'),
-    ("DuetHighErrorRatio", "ratio_rate5m > 0.01\n", "ratio_rate5m > 0.05\n"),
-])
-def test_the_chart_refuses_to_render_rules_that_drifted(helm: Path, tmp_path: Path, alert: str, original: str,
-                                                        drifted: str) -> None:
+@pytest.mark.parametrize(
+    "alert, original, drifted",
+    [
+        ("DuetLatencyP99OverObjective", 'model="mammography"} > 6\n', 'model="mammography"} > 10\n'),
+        ("DuetHighErrorRatio", "ratio_rate5m > 0.01\n", "ratio_rate5m > 0.05\n"),
+    ],
+)
+def test_the_chart_refuses_to_render_rules_that_drifted(
+    helm: Path, tmp_path: Path, alert: str, original: str, drifted: str
+) -> None:
     chart = tmp_path / "duet"
     shutil.copytree(CHART, chart)
     rules = chart / "files" / "prometheus-rules.yaml"

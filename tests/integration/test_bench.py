@@ -52,8 +52,8 @@ def _table(text: str, section: str) -> list[list[str]]:
 
 
 def test_bench_steps_mammography_load_and_writes_sizing_next_to_sentiment(tmp_path: Path) -> None:
-    """A real stack, real locust processes: one row per (size, syntax, concurrency), every study answered, and the
-    per-core figures consistent with the CPU each study cost."""
+    """A real stack, real locust processes: one row per (size, syntax, concurrency), every study answered, and
+    the per-core figures consistent with the CPU each study cost."""
     document = tmp_path / "benchmarks.md"
     document.write_text("# Benchmarks\n\n## kept\n\nkept\n")
     completed = subprocess.run(
@@ -69,9 +69,12 @@ def test_bench_steps_mammography_load_and_writes_sizing_next_to_sentiment(tmp_pa
     assert "kept" in text and SECTION in text
     steps = _table(text, STUDY_SECTION)
     assert [(row[0], row[1], row[2]) for row in steps] == [
-        ("128x104", "explicit", "1"), ("128x104", "explicit", "2"), ("128x104", "j2k", "1"), ("128x104", "j2k", "2")]
+        ("128x104", "explicit", "1"), ("128x104", "explicit", "2"),
+        ("128x104", "j2k", "1"), ("128x104", "j2k", "2"),
+    ]
     for row in steps:
-        studies, per_second, errors, cpu_ms, per_core = int(row[3]), float(row[4]), row[8], float(row[9]), float(row[11])
+        studies, per_second, errors = int(row[3]), float(row[4]), row[8]
+        cpu_ms, per_core = float(row[9]), float(row[11])
         assert studies > 0 and per_second > 0 and errors == "0", row
         assert abs(per_core - 1000 / cpu_ms) / per_core < 0.05, row  # cells rounded to whole ms
     sizing = {(row[0], row[1]): row for row in _table(text, SIZING_SECTION)}

@@ -46,16 +46,17 @@ def test_cli_writes_a_single_study_straight_into_the_folder(tmp_path: Path) -> N
 def test_cli_rejects_bad_options(tmp_path: Path) -> None:
     for options, named in ((["--syntax", "jpeg", "--bits", "12"], "bits"), (["--syntax", "mpeg"], "syntax"),
                            (["--bits", "10"], "bits")):
-        result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--rows", "32", "--columns", "32",
-                                                *options])
+        result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--rows", "32", "--columns",
+                                                "32", *options])
         assert result.exit_code != 0 and named in result.output, (options, result.output)
 
 
 def test_jpeg_baseline_needs_no_bits_option_through_the_real_cli(tmp_path: Path) -> None:
-    """`duet dicom synth --syntax jpeg` (a real `python -m duet.cli` process): the bit depth follows the syntax."""
+    """`duet dicom synth --syntax jpeg` in a real `python -m duet.cli` process: the bit depth follows the
+    syntax."""
     completed = subprocess.run(
-        [sys.executable, "-m", "duet.cli", "dicom", "synth", "--out", str(tmp_path), "--images", "1", "--rows", "64",
-         "--columns", "52", "--syntax", "jpeg"],
+        [sys.executable, "-m", "duet.cli", "dicom", "synth", "--out", str(tmp_path), "--images", "1",
+         "--rows", "64", "--columns", "52", "--syntax", "jpeg"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
         check=False,
     )
