@@ -364,12 +364,47 @@ def bench(
     seconds: int = typer.Option(15, help="Duration of each locust step."),
     predictor: str = typer.Option("triton", help="triton or onnxruntime."),
     model_repository: Path = typer.Option(MODEL_REPOSITORY, envvar="DUET_MODEL_REPOSITORY"),
-    mammography: bool = typer.Option(True, help="Also run the mammography study benchmark (bench_dicom)."),
+    mammography: bool = typer.Option(True, help="Also run the per-view mammography preprocessing benchmark "
+                                     "(benchmarks/bench_dicom.py, 4096 x 3328 views: minutes)."),
+    sentiment: bool = typer.Option(True, help="Run the sentiment comparison (--no-sentiment: studies only)."),
+    studies: bool = typer.Option(True, help="Run the mammography step load (studies/s per transformer core)"),
+    study_users: str = typer.Option("1,2,4,8", help="Concurrent closed-loop studies, one step each."),
+    study_sizes: str = typer.Option("1024x832", help="View sizes (rows x columns) of the step load, e.g. "
+                                    "1024x832,4096x3328."),
+    study_syntaxes: str = typer.Option("explicit,j2k", help="Transfer syntaxes of the step load (explicit, "
+                                       "j2k, jpegls, rle, jpeg, htj2k)."),
+    study_seconds: int = typer.Option(8, help="Duration of each step of the step load."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Rewrite the sentiment section of this file."),
     wrk_users: int = typer.Option(32, help="Connections of the wrk cross-check of the headline case (0: none)."),
     plot: Path | None = typer.Option(None, help="Write the throughput-vs-p99 PNG here (default: beside --markdown)."),
 ) -> None:
-    """duet against the naive server and the model alone: req/s, p50/p95/p99, errors, CPU ms per request."""
+    """duet against the naive server and the model alone: req/s, p50/p95/p99, errors, CPU ms per request; then
+    mammography studies/s under a step load, and the sizing figures per core of both models."""
+    results = (compare_sentiment(users, texts, seconds, predictor, model_repository, markdown_out, wrk_users,
+                                 plot) if sentiment else [])
+    if studies:
+        from . import bench_studies
+
+        steps, kind = bench_studies.run_study_steps(
+            [size for size in study_sizes.split(",") if size],
+            [syntax for syntax in study_syntaxes.split(",") if syntax],
+            [int(count) for count in study_users.split(",") if count], study_seconds, model_repository,
+            predictor, console)
+        bench_studies.show(steps, results, console)
+        if markdown_out is not None:
+            load = os.getloadavg()[0]
+            bench_studies.write_markdown(markdown_out, steps, results, study_seconds, kind, load)
+            console.print(f"sections {bench_studies.SECTION!r} and {bench_studies.SIZING_SECTION!r} written "
+                          f"to {markdown_out}")
+    if mammography:
+        from benchmarks import bench_dicom
+
+        bench_dicom.main(["--markdown", str(markdown_out)] if markdown_out is not None else [])
+
+
+def compare_sentiment(users: str, texts: str, seconds: int, predictor: str, model_repository: Path,
+                      markdown_out: Path | None, wrk_users: int, plot: Path | None) -> list[StepResult]:
+    """The sentiment comparison: ceiling, naive server and duet, step by step; its results."""
     from .local.stack import LocalStack, StackConfig, free_ports
     from .local.triton import TritonPorts
 
@@ -430,10 +465,7 @@ def bench(
     if markdown_out is not None:
         replace_section(markdown_out, SECTION, markdown_section(results, ceilings, notes, plot, wrk_runs, wrk_users))
         console.print(f"section {SECTION!r} written to {markdown_out}")
-    if mammography:
-        from benchmarks import bench_dicom
-
-        bench_dicom.main(["--markdown", str(markdown_out)] if markdown_out is not None else [])
+    return results
 
 
 def show(results: list[StepResult], ceilings: dict[int, dict[str, float]], wrk_runs: dict[str, WrkRun],

@@ -35,7 +35,11 @@ def synth_command(
     ] = 4,
     rows: Annotated[int, typer.Option(min=16, help="Rows of each image (stored pixels).")] = 4096,
     columns: Annotated[int, typer.Option(min=16, help="Columns of each image (stored pixels).")] = 3328,
-    bits: Annotated[int, typer.Option(help="BitsStored: 12, 14 or 16.")] = 12,
+    bits: Annotated[
+        int | None,
+        typer.Option(help="BitsStored: 12, 14 or 16 (default 12); JPEG Baseline is 8-bit only (its "
+                     "default)."),
+    ] = None,
     photometric: Annotated[str, typer.Option(help="MONOCHROME2 or MONOCHROME1.")] = "MONOCHROME2",
     voi: Annotated[str, typer.Option(help=f"VOI: {', '.join(VOIS)}.")] = "window",
     syntax: Annotated[str, typer.Option(help=f"Transfer syntax: {', '.join(SYNTAXES)}.")] = "explicit",

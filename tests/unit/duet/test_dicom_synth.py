@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ from pydicom import dcmread
 from typer.testing import CliRunner
 
 from duet.dicom_synth import dicom_app
+from duet.paths import ROOT
 from duet.synthetic_dicom import synth_study
 
 
@@ -40,6 +44,32 @@ def test_cli_writes_a_single_study_straight_into_the_folder(tmp_path: Path) -> N
 
 
 def test_cli_rejects_bad_options(tmp_path: Path) -> None:
-    result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--syntax", "jpeg", "--rows", "32",
-                                            "--columns", "32"])
-    assert result.exit_code != 0 and "syntax" in result.output
+    for options, named in ((["--syntax", "jpeg", "--bits", "12"], "bits"), (["--syntax", "mpeg"], "syntax"),
+                           (["--bits", "10"], "bits")):
+        result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--rows", "32", "--columns",
+                                                "32", *options])
+        assert result.exit_code != 0 and named in result.output, (options, result.output)
+
+
+def test_jpeg_baseline_needs_no_bits_option_through_the_real_cli(tmp_path: Path) -> None:
+    """`duet dicom synth --syntax jpeg` in a real `python -m duet.cli` process: the bit depth follows the
+    syntax."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "duet.cli", "dicom", "synth", "--out", str(tmp_path), "--images", "1",
+         "--rows", "64", "--columns", "52", "--syntax", "jpeg"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    ds = dcmread(tmp_path / "0_LCC.dcm")
+    assert ds.file_meta.TransferSyntaxUID.name == "JPEG Baseline (Process 1)"
+    assert (ds.BitsAllocated, ds.BitsStored) == (8, 8)
+    assert ds.pixel_array.shape == (64, 52)
+
+
+def test_default_bits_stay_12_for_lossless_syntaxes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(dicom_app, ["synth", "--out", str(tmp_path), "--images", "1", "--rows", "32",
+                                            "--columns", "32", "--syntax", "j2k"])
+    assert result.exit_code == 0, result.output
+    ds = dcmread(tmp_path / "0_LCC.dcm")
+    assert (ds.BitsAllocated, ds.BitsStored) == (16, 12)
