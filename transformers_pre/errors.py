@@ -65,7 +65,8 @@ class Unauthenticated(DuetError):
 
 
 class NotFound(DuetError):
-    """A model version that is not the one served (KServe answers an unknown model with its own 404)."""
+    """A model version that is not the one served, or a KServe route duet does not offer (KServe answers an
+    unknown model with its own 404)."""
 
     status = HTTPStatus.NOT_FOUND
 

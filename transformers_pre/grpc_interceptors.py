@@ -1,16 +1,25 @@
-"""duet's gRPC interceptors: KServe's exception mapping with retry-after, and the optional bearer token."""
+"""duet's gRPC interceptors: KServe's exception mapping with retry-after, the optional bearer token, and the
+refusal of KServe's model repository methods."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from grpc import HandlerCallDetails, RpcMethodHandler, ServicerContext, aio, unary_unary_rpc_method_handler
+from grpc import (
+    HandlerCallDetails,
+    RpcMethodHandler,
+    ServicerContext,
+    StatusCode,
+    aio,
+    unary_unary_rpc_method_handler,
+)
 from kserve.errors import ModelNotReady, ServerNotReady
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
 from .access import OPEN_GRPC_METHODS, check_bearer_token
 from .errors import DuetError
+from .kserve_compat import MODEL_REPOSITORY_GRPC_METHODS, NO_MODEL_REPOSITORY
 
 
 class RetryAfterInterceptor(ExceptionToStatusInterceptor):
@@ -59,10 +68,27 @@ class BearerTokenInterceptor(aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
+class NoModelRepositoryInterceptor(aio.ServerInterceptor):
+    """Refuses KServe's model repository methods (UNIMPLEMENTED): load and unload are not for clients."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[HandlerCallDetails], Awaitable[RpcMethodHandler]],
+        handler_call_details: HandlerCallDetails,
+    ) -> RpcMethodHandler:
+        if handler_call_details.method not in MODEL_REPOSITORY_GRPC_METHODS:
+            return await continuation(handler_call_details)
+
+        async def refuse(_: Any, context: ServicerContext) -> None:
+            await context.abort(StatusCode.UNIMPLEMENTED, NO_MODEL_REPOSITORY)
+
+        return unary_unary_rpc_method_handler(refuse)
+
+
 def duet_grpc_interceptors(retry_after_seconds: int,
                            bearer_token: str | None) -> tuple[aio.ServerInterceptor, ...]:
     """KServe's logging, then the token check where a token is set, then the exception mapping."""
-    interceptors: list[aio.ServerInterceptor] = [LoggingInterceptor()]
+    interceptors: list[aio.ServerInterceptor] = [LoggingInterceptor(), NoModelRepositoryInterceptor()]
     if bearer_token:
         interceptors.append(BearerTokenInterceptor(bearer_token))
     interceptors.append(RetryAfterInterceptor(retry_after_seconds))

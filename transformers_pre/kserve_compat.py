@@ -47,6 +47,15 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 
+# KServe's model repository extension lets any caller load and unload served models. duet does not offer it on
+# either transport: a served model changes by a rollout, never by a request.
+MODEL_REPOSITORY_PATH_PREFIX = "/v2/repository"
+MODEL_REPOSITORY_GRPC_METHODS = tuple(f"/inference.GRPCInferenceService/{method}"
+                                      for method in ("RepositoryIndex", "RepositoryModelLoad",
+                                                     "RepositoryModelUnload"))
+NO_MODEL_REPOSITORY = ("duet does not offer the model repository extension: served models are not loaded or "
+                       "unloaded over the API")
+
 # sha256 of `inspect.getsource` of each KServe method copied below, as of the KServe version duet pins; the
 # unit test recomputes them, so an upgrade that changes one says which copy to bring up to date.
 COPIED_FROM = {

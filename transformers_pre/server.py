@@ -19,9 +19,15 @@ from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 
 from .dataplane import BinarySafeDataPlane
+from .errors import NotFound
 from .grpc_interceptors import duet_grpc_interceptors
 from .grpc_servicer import VersionedInferenceServicer
-from .kserve_compat import BoundModelServer, add_kserve_routes
+from .kserve_compat import (
+    MODEL_REPOSITORY_PATH_PREFIX,
+    NO_MODEL_REPOSITORY,
+    BoundModelServer,
+    add_kserve_routes,
+)
 from .middleware import RequestContextMiddleware
 from .rest_errors import EXCEPTION_HANDLERS
 from .routes import add_versioned_routes
@@ -38,6 +44,10 @@ async def metrics_handler(request: Request) -> Response:
     return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
+async def refuse_model_repository(rest: str) -> None:
+    raise NotFound(NO_MODEL_REPOSITORY)
+
+
 def create_app(settings: Settings, dataplane: BinarySafeDataPlane, extension: ModelRepositoryExtension,
                access_log_format: str | None = None) -> FastAPI:
     """duet's REST app over `dataplane`: KServe's routes and exception handlers, duet's error path (wins over
@@ -52,6 +62,9 @@ def create_app(settings: Settings, dataplane: BinarySafeDataPlane, extension: Mo
         default_response_class=ORJSONResponse,
     )
     app.add_api_route("/metrics", metrics_handler, methods=["GET"])
+    # Before KServe's routes, so the first match: its repository extension would let any client unload a model.
+    app.add_api_route(f"{MODEL_REPOSITORY_PATH_PREFIX}/{{rest:path}}", refuse_model_repository,
+                      methods=["GET", "POST"], include_in_schema=False)
     add_versioned_routes(app, dataplane, V2Endpoints(dataplane, extension))
     app.add_middleware(RequestContextMiddleware, settings=settings)
     add_kserve_routes(app, dataplane, extension, access_log_format)

@@ -107,3 +107,16 @@ async def test_the_token_is_required_when_set_except_for_health_probes(guarded_s
         assert answer.model_name == "m"
     finally:
         await client.close()
+
+
+async def test_the_model_repository_methods_are_refused_and_the_model_stays_served(open_server: int) -> None:
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    async with aio.insecure_channel(f"127.0.0.1:{open_server}") as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="m"))
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "model repository extension" in refused.value.details()
+        ready = await stub.ModelReady(pb.ModelReadyRequest(name="m"))
+        assert ready.ready

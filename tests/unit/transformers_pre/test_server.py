@@ -171,3 +171,14 @@ def test_each_app_is_its_own_and_kserve_s_global_app_is_untouched() -> None:
     assert len(kserve_app.routes) == routes_before
     infer_path = "/v2/models/{model_name}/infer"
     assert not any(getattr(route, "path", None) == infer_path for route in kserve_app.routes)
+
+
+async def test_the_model_repository_extension_is_not_offered_so_no_client_can_unload_a_model() -> None:
+    app = _app()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://duet") as client:
+        for path in ("/v2/repository/models/m/unload", "/v2/repository/models/m/load", "/v2/repository/index"):
+            reply = await client.post(path)
+            assert reply.status_code == 404, (path, reply.text)
+            assert "error" in reply.json()
+        assert (await client.get("/v2/models/m/ready")).status_code == 200
