@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from contextvars import ContextVar
+from typing import Any
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("duet_request_id", default=None)
 
@@ -28,6 +29,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """A plain line per record; an exception shows as its type only. A traceback quotes the exception's message,
+    which may carry values from a request (a DICOM attribute), and so patient data."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatException(self, ei: Any) -> str:
+        return f"exception: {ei[0].__name__}" if ei and ei[0] is not None else ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return ""
+
+
 def log_config(log_format: str) -> dict:
     """A logging dictConfig routing duet's, KServe's and uvicorn's loggers to stderr in the chosen format.
 
@@ -36,7 +51,7 @@ def log_config(log_format: str) -> dict:
     formatter = (
         {"()": "transformers_pre.logs.JsonFormatter"}
         if log_format == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+        else {"()": "transformers_pre.logs.TextFormatter"}
     )
     quiet = {"level": "WARNING"}  # KServe's per-request timing lines duplicate the access log and metrics
     return {

@@ -8,7 +8,7 @@ import logging.config
 
 import pytest
 
-from transformers_pre.logs import REQUEST_ID, JsonFormatter, log_config
+from transformers_pre.logs import REQUEST_ID, JsonFormatter, TextFormatter, log_config
 
 
 def _record(message: str, exc_info: object = None) -> logging.LogRecord:
@@ -35,8 +35,11 @@ def test_an_exception_is_logged_by_its_type_never_its_message_or_locals() -> Non
         import sys
 
         line = JsonFormatter().format(_record("decode failed", sys.exc_info()))
+        text = TextFormatter().format(_record("decode failed", sys.exc_info()))
     assert json.loads(line)["exception"] == "ValueError"
     assert "Jane" not in line
+    # The text format too: a traceback would quote the message.
+    assert "exception: ValueError" in text and "Jane" not in text and "Traceback" not in text
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
