@@ -54,7 +54,7 @@ chart: $(STAMP)
 	$(BIN)/pytest -q tests/chart
 
 lint: $(STAMP)
-	$(BIN)/ruff check duet transformers_pre predictors loadtests gateway tests
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf .duet

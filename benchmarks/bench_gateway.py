@@ -37,11 +37,11 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation
 
-from duet.synthetic_dicom import synth_study
 from duet.local.gateway import LocalGatewayConfig
 from duet.local.stack import LocalStack, StackConfig, free_ports
 from duet.local.triton import TritonPorts
 from duet.paths import MODEL_REPOSITORY
+from duet.synthetic_dicom import synth_study
 from duet.v2 import bytes_input, request_body
 
 

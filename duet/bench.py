@@ -352,7 +352,8 @@ def stack_groups(stack) -> list[ProcessGroup]:
     transformer = stack.processes["transformer"].pid
     predictor = stack.processes["predictor"].pid
     if stack.predictor_kind == "triton":
-        return [ProcessGroup("transformer", [transformer]), ProcessGroup("tritonserver", [predictor], descendants=False),
+        return [ProcessGroup("transformer", [transformer]),
+                ProcessGroup("tritonserver", [predictor], descendants=False),
                 ProcessGroup("python stub", [predictor], roots=False)]
     return [ProcessGroup("transformer", [transformer]), ProcessGroup("ORT predictor", [predictor])]
 
@@ -471,7 +472,8 @@ def compare_sentiment(users: str, texts: str, seconds: int, predictor: str, mode
 def show(results: list[StepResult], ceilings: dict[int, dict[str, float]], wrk_runs: dict[str, WrkRun],
          wrk_users: int) -> None:
     for batch, result in sorted(ceilings.items()):
-        console.print(f"ceiling, batch {batch}: {result['texts_per_s']:.0f} texts/s ({result['median_ms']:.1f} ms/call)")
+        console.print(f"ceiling, batch {batch}: {result['texts_per_s']:.0f} texts/s "
+                      f"({result['median_ms']:.1f} ms/call)")
     table = Table(*RATIO_HEADERS, title=f"duet vs naive ({machine()})")
     for row in ratio_rows(results, ceilings):
         table.add_row(*ratio_cells(row))

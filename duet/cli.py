@@ -134,8 +134,9 @@ def up(
                                     help="Public model to serve; repeat to serve several (default: all)."),
     int8: bool = typer.Option(False, envvar="DUET_INT8", help="Serve INT8 variants where built (CPU speed)."),
     workers: int = typer.Option(1, envvar="DUET_WORKERS", help="Transformer REST worker processes."),
-    onnx_threads: int = typer.Option(0, envvar="DUET_ONNX_THREADS", min=0,
-                                     help="ONNX Runtime threads per model in the local Triton (0: one per core but one)."),
+    onnx_threads: int = typer.Option(
+        0, envvar="DUET_ONNX_THREADS", min=0,
+        help="ONNX Runtime threads per model in the local Triton (0: one per core but one)."),
     tensorrt: bool = typer.Option(False, envvar="DUET_TENSORRT",
                                   help="ONNX Runtime predictor: use TensorRT where onnxruntime-gpu offers it."),
     max_request_bytes: int = typer.Option(
@@ -314,7 +315,8 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
         return
     console.print(f"[green]duet is up[/] (predictor: {stack.predictor_kind}, models: {', '.join(stack.models)})")
     console.print(f"  transformers  REST {stack.transformer_http}   gRPC {stack.transformer_grpc}")
-    console.print(f"  triton        REST {stack.triton_http}   gRPC {stack.triton_grpc}   metrics {stack.triton_metrics}")
+    console.print(f"  triton        REST {stack.triton_http}   gRPC {stack.triton_grpc}   "
+                  f"metrics {stack.triton_metrics}")
     if prom:
         console.print(f"  prometheus    {prom.url}")
     if stack.config.gateway:
@@ -322,8 +324,10 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
         console.print(f"  gateway       DIMSE {endpoints['gateway_dimse']}   STOW-RS {endpoints['gateway_stow']}")
     console.print(f"  logs          {stack.config.run_dir}")
     if "sentiment" in stack.models:
-        console.print("\nTry:\n  curl -s " + stack.transformer_http + "/v2/models/sentiment/infer -H 'content-type: application/json' "
-                      "-d '{\"inputs\":[{\"name\":\"text\",\"shape\":[1],\"datatype\":\"BYTES\",\"data\":[\"Markets rally as inflation cools\"]}]}'",
+        console.print("\nTry:\n  curl -s " + stack.transformer_http + "/v2/models/sentiment/infer "
+                      "-H 'content-type: application/json' "
+                      "-d '{\"inputs\":[{\"name\":\"text\",\"shape\":[1],\"datatype\":\"BYTES\","
+                      "\"data\":[\"Markets rally as inflation cools\"]}]}'",
                       soft_wrap=True)
     if "mammography" in stack.models:
         console.print("  duet dicom synth --out /tmp/study && duet infer mammography /tmp/study/*.dcm")

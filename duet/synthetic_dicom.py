@@ -5,10 +5,12 @@ Real MG "for presentation" files (Digital Mammography X-Ray Image Storage - For 
 phantom generator (`predictors.detector.phantom`): sizes up to 4096 x 3328, 12/14/16-bit, MONOCHROME1 or
 MONOCHROME2, with a window (LINEAR, two-valued, LINEAR_EXACT or SIGMOID), with a VOI LUT Sequence or with no VOI
 at all, left/right x CC/MLO, written in Explicit VR Little Endian, RLE Lossless, JPEG-LS Lossless or JPEG 2000
-Lossless, or 8-bit in lossy JPEG Baseline (Pillow's libjpeg, quality 95). Headers are those of a conformant MG IOD (dicom3tools' `dciodvfy` reports no error; only voi="none"
-leaves out the VOI a "for presentation" image must carry, on purpose), with what vendors write: Pixel Intensity
-Relationship LOG and its sign, identity rescale, Presentation LUT Shape IDENTITY/INVERSE per photometric
-interpretation, breast anatomic region, view and (empty) view modifier codes. Patients are synthetic (random names, IDs and birth dates) so tests can check they never reach a log.
+Lossless, or 8-bit in lossy JPEG Baseline (Pillow's libjpeg, quality 95). Headers are those of a conformant MG
+IOD (dicom3tools' `dciodvfy` reports no error; only voi="none" leaves out the VOI a "for presentation" image must
+carry, on purpose), with what vendors write: Pixel Intensity Relationship LOG and its sign, identity rescale,
+Presentation LUT Shape IDENTITY/INVERSE per photometric interpretation, breast anatomic region, view and (empty)
+view modifier codes. Patients are synthetic (random names, IDs and birth dates) so tests can check they never
+reach a log.
 
 Stored geometry: left breasts are stored chest wall left (PatientOrientation A), right breasts mirrored, chest
 wall right (PatientOrientation P), as mammograms are usually hung. The ground truth (`SynthImage.boxes`) is in

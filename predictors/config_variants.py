@@ -30,7 +30,8 @@ def cpu(config: str) -> str:
     """The config with one CPU instance instead of the GPU instance group (no accelerator)."""
     if not INSTANCE_GROUP.search(config):
         raise ValueError("config has no instance_group block")
-    return HEADER + TENSORRT_BLOCK.sub("", INSTANCE_GROUP.sub("instance_group [ { kind: KIND_CPU count: 1 } ]\n", config))
+    one_cpu_instance = INSTANCE_GROUP.sub("instance_group [ { kind: KIND_CPU count: 1 } ]\n", config)
+    return HEADER + TENSORRT_BLOCK.sub("", one_cpu_instance)
 
 
 VARIANTS = {"tensorrt_fp16": tensorrt_fp16, "cpu": cpu}

@@ -23,7 +23,7 @@ def _model_config_pb2():
     spec = importlib.util.find_spec("tritonclient")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("tritonclient is not installed")
-    source = Path(list(spec.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py"
+    source = Path(next(iter(spec.submodule_search_locations))) / "grpc" / "model_config_pb2.py"
     module_spec = importlib.util.spec_from_file_location("duet_triton_model_config_pb2", source)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

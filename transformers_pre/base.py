@@ -109,7 +109,9 @@ class DuetModel(Model):
         # KServe's check is for dict payloads; ours are typed objects built by preprocess.
         return payload
 
-    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT):
+    async def __call__(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ):
         if not isinstance(body, InferRequest):
             # KServe's v1 routes (`/v1/models/<name>:predict|explain`) hand a model the raw JSON.
             raise BadRequest(f"{self.name} speaks the v2 protocol only: POST /v2/models/{self.name}/infer")

@@ -1,7 +1,8 @@
 """v2 tensors <-> numpy, bytes and str, in one place for every model.
 
 BYTES tensors reach a transformer in two shapes: raw elements (gRPC, or REST with the binary tensor extension),
-handed out as read-only memoryviews of the request, or `str` elements (REST JSON). DICOM files sent as JSON are base64 strings; texts are plain strings.
+handed out as read-only memoryviews of the request, or `str` elements (REST JSON). DICOM files sent as JSON are
+base64 strings; texts are plain strings.
 Responses mirror the request: a blob output (a DICOM SR) goes out raw where the client asked for binary outputs
 and base64-encoded in JSON (flagged with the output parameter `content_encoding: base64`).
 """

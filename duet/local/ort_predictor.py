@@ -2,7 +2,8 @@
 
 Used where the bundled Triton cannot run. Same model names, tensor names and v2 metadata as Triton, and a small
 dynamic batcher (requests gathered up to `max_batch_size` rows or `max_queue_delay_microseconds`, then one ONNX
-Runtime call and the outputs split back by `predictors.triton_python_backend.batching`, as in the Triton wrapper). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
+Runtime call and the outputs split back by `predictors.triton_python_backend.batching`, as in the Triton
+wrapper). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
 
 Run as `python -m duet.local.ort_predictor --models-file models.json --http_port 8000 --grpc_port 8001`.
 """
@@ -55,7 +56,9 @@ class _Pending:
 class OnnxModel(Model):
     """One ONNX model behind a dynamic batcher."""
 
-    def __init__(self, name: str, onnx: str, max_batch_size: int, max_queue_delay_us: int, providers: list[str]) -> None:
+    def __init__(
+        self, name: str, onnx: str, max_batch_size: int, max_queue_delay_us: int, providers: list[str]
+    ) -> None:
         super().__init__(name)
         self.session = ort.InferenceSession(onnx, providers=providers)
         self.max_batch_size = max(1, max_batch_size)
@@ -141,7 +144,8 @@ class OnnxModel(Model):
 
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
-    parser.add_argument("--models-file", required=True, help="JSON list of {name, onnx, max_batch_size, max_queue_delay_us}")
+    parser.add_argument("--models-file", required=True,
+                        help="JSON list of {name, onnx, max_batch_size, max_queue_delay_us}")
     parser.add_argument("--tensorrt", action="store_true")
     parser.add_argument("--bind_address", default="127.0.0.1", help="Address of the REST and gRPC listeners.")
     args, _ = parser.parse_known_args()

@@ -216,7 +216,8 @@ class LocalStack:
         self.models = [name for name in config.models if registry.model(name).triton_model in served_names]
         for name in config.models:
             if name not in self.models:
-                self.say(f"[yellow]{name}: no built model in {config.model_repository} (run `duet models build`); not served[/]")
+                self.say(f"[yellow]{name}: no built model in {config.model_repository} "
+                         "(run `duet models build`); not served[/]")
         if not self.models:
             raise StackError("no model is built: run `duet models build` (or `make models`) first")
         self._check_artifacts()
@@ -263,7 +264,8 @@ class LocalStack:
             except triton.TritonUnavailable as reason:
                 if kind == "triton":
                     raise StackError(f"Triton cannot run here: {reason}") from None
-                self.say(f"[yellow]Triton cannot run here ({reason}); serving with the ONNX Runtime predictor instead[/]")
+                self.say(f"[yellow]Triton cannot run here ({reason}); "
+                         "serving with the ONNX Runtime predictor instead[/]")
         models_file = config.run_dir / "ort_models.json"
         models_file.write_text(json.dumps([
             {"name": m.name, "onnx": str(m.onnx), "max_batch_size": m.max_batch_size,

@@ -24,7 +24,8 @@ class TritonPorts:
 
 def _pytriton_root() -> Path:
     if platform.system() != "Linux" or platform.machine() not in {"x86_64", "aarch64"}:
-        raise TritonUnavailable(f"bundled Triton runs on Linux x86_64/aarch64, not {platform.system()} {platform.machine()}")
+        raise TritonUnavailable(
+            f"bundled Triton runs on Linux x86_64/aarch64, not {platform.system()} {platform.machine()}")
     spec = find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
         raise TritonUnavailable("the nvidia-pytriton package is not installed")

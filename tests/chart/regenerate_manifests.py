@@ -5,7 +5,8 @@
 manifests/base/ is the chart's default render for release `duet` in namespace `duet` (one file per object kind,
 Helm's own labels removed) plus the namespace and a kustomization; manifests/kustomization.yaml installs it.
 manifests/examples/ holds a kustomize overlay that swaps KServe's generated ScaledObjects for chart-owned ones
-(ignoreNullValues "false", fallback) and a kube-prometheus-stack values excerpt. tests/chart/test_manifests.py fails when the files drift from the chart.
+(ignoreNullValues "false", fallback) and a kube-prometheus-stack values excerpt. tests/chart/test_manifests.py
+fails when the files drift from the chart.
 """
 
 from __future__ import annotations

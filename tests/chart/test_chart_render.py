@@ -330,7 +330,8 @@ def test_prometheus_rule_embeds_the_rules_file_with_overridable_job_labels_and_r
 
 
 def test_dashboard_config_map_carries_the_sidecar_label_and_the_dashboard(renders):
-    config_map = next(c for c in objects_of(renders["default"], "ConfigMap") if c["metadata"]["name"] == "duet-dashboard")
+    config_map = next(c for c in objects_of(renders["default"], "ConfigMap")
+                      if c["metadata"]["name"] == "duet-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["data"]["duet.json"] == (CHART / "files" / "dashboard.json").read_text().rstrip("\n")
 

@@ -19,7 +19,8 @@ SPOOL_DIR = "/var/lib/duet-gateway"
 
 
 def gateway_objects(objs: list[dict], kind: str) -> list[dict]:
-    return [o for o in objects_of(objs, kind) if o["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"]
+    return [o for o in objects_of(objs, kind)
+            if o["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"]
 
 
 def statefulset(objs: list[dict]) -> dict:
@@ -55,7 +56,8 @@ def isvc_component_labels(objs: list[dict], model: str, component: str) -> dict:
 
 
 def transformer_http_port(objs: list[dict]) -> int:
-    isvc = next(o for o in objects_of(objs, "InferenceService") if o["metadata"]["labels"]["duet/model"] == "mammography")
+    isvc = next(o for o in objects_of(objs, "InferenceService")
+                if o["metadata"]["labels"]["duet/model"] == "mammography")
     ports = {p["name"]: p["containerPort"] for p in isvc["spec"]["transformer"]["containers"][0]["ports"]}
     return ports["http1"]
 
@@ -199,7 +201,8 @@ def test_inference_url_is_the_mammography_inference_service_of_the_release(rende
         "http://duet-mammography.duet.svc.cluster.local")
     # The host follows the InferenceService's name (release, namespace), as the predictor host does.
     objs = render(release="radiology", namespace="imaging")
-    (isvc,) = [o for o in objects_of(objs, "InferenceService") if o["metadata"]["labels"]["duet/model"] == "mammography"]
+    (isvc,) = [o for o in objects_of(objs, "InferenceService")
+               if o["metadata"]["labels"]["duet/model"] == "mammography"]
     assert env_of(objs)["DUET_GATEWAY_INFERENCE_URL"] == (
         f"http://{isvc['metadata']['name']}-transformer.imaging:80")
 
@@ -239,7 +242,8 @@ def test_a_load_balancer_keeps_the_senders_address_and_range(renders):
     # SNAT to a node address would defeat the AE@ip allow-list and the ClientIP affinity.
     assert dicom["spec"]["externalTrafficPolicy"] == "Local"
     assert dicom["spec"]["loadBalancerSourceRanges"] == ["10.20.0.0/16"]
-    default = next(s for s in gateway_objects(renders["default"], "Service") if s["metadata"]["name"].endswith("-dicom"))
+    default = next(s for s in gateway_objects(renders["default"], "Service")
+                   if s["metadata"]["name"].endswith("-dicom"))
     assert "externalTrafficPolicy" not in default["spec"], "a ClusterIP Service takes no externalTrafficPolicy"
 
 

@@ -482,8 +482,10 @@ def probe_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(helm_tools.CHART / "templates" / "_helpers.tpl", chart / "templates" / "_helpers.tpl")
     (chart / "templates" / "probe.yaml").write_text(
         "{{- include \"duet.checkStaleAutoscalers\" (dict \"root\" $ \"name\" \"duet-sentiment-predictor\" "
-        "\"scaledObject\" (.Values.existing.scaledObject | default dict) \"hpa\" (.Values.existing.hpa | default dict)) }}\n"
-        "{{- include \"duet.checkPodSecurity\" (dict \"root\" $ \"namespace\" (.Values.existing.namespace | default dict)) }}\n"
+        "\"scaledObject\" (.Values.existing.scaledObject | default dict) "
+        "\"hpa\" (.Values.existing.hpa | default dict)) }}\n"
+        "{{- include \"duet.checkPodSecurity\" (dict \"root\" $ "
+        "\"namespace\" (.Values.existing.namespace | default dict)) }}\n"
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n"
         "  level: {{ include \"duet.podSecurityLevel\" (dict \"root\" $ \"namespace\" "
         "(.Values.existing.namespace | default dict)) | quote }}\n")

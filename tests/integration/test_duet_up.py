@@ -31,7 +31,8 @@ from .conftest import model_repository
 pytestmark = pytest.mark.integration
 
 BODY = json.dumps({"inputs": [{"name": "text", "shape": [8], "datatype": "BYTES",
-                               "data": [f"Headline {i}: markets move as traders weigh the outlook" for i in range(8)]}]})
+                               "data": [f"Headline {i}: markets move as traders weigh the outlook"
+                                        for i in range(8)]}]})
 CONCURRENT = 4
 TOKEN = "duet-test-token"  # duet up runs with --bearer-token: every inference request must carry it
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -138,7 +139,8 @@ def test_bearer_token_is_required_on_rest_and_grpc_when_set(duet_up: dict) -> No
 def test_sigterm_fails_readiness_drains_in_flight_requests_then_exits_clean(duet_up: dict) -> None:
     process, url = duet_up["process"], duet_up["url"]
     # A request that fails, so the transformer writes a warning line of its own.
-    assert httpx.post(f"{url}/v2/models/sentiment/infer", json={"not": "v2"}, headers=AUTH, timeout=30).status_code == 400
+    failing = httpx.post(f"{url}/v2/models/sentiment/infer", json={"not": "v2"}, headers=AUTH, timeout=30)
+    assert failing.status_code == 400
     children = _descendants(process.pid)
     assert len(children) >= 3, "expected Triton, its Python-backend stub and the transformer"
 

@@ -3,8 +3,8 @@
 The model is built outside the project's build code (`tests/support/foreign_detector.py`: onnx.helper, FP16
 input of 3 x 96 x 80, K = 7, its own labels), handed over as a bare folder, given its config.pbtxt and checked
 by the real `duet models check --write-config`, then served by the same code path as
-`duet up --model-repository DIR` after `duet models sign`: real transformer and predictor processes, a real synthetic DICOM study over
-v2 REST.
+`duet up --model-repository DIR` after `duet models sign`: real transformer and predictor processes, a real
+synthetic DICOM study over v2 REST.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from foreign_detector import BOXES, CHANNELS, HEIGHT, LABELS, SCORES, WIDTH, write_model_folder
 
-from duet.synthetic_dicom import synth_study
 from duet.local.stack import LocalStack, StackConfig, free_ports
 from duet.local.triton import TritonPorts
+from duet.synthetic_dicom import synth_study
 from duet.v2 import model_request
 
 pytestmark = pytest.mark.integration

@@ -40,7 +40,8 @@ def _is_v2_client_error(reply: httpx.Response) -> bool:
 @pytest.mark.parametrize("model", sorted(MODELS))
 @pytest.mark.parametrize(("element", "said"), [(42, "element 0 is a number"), (None, "element 0 is null"),
                                                ([1, 2], "is not a valid BYTES tensor"),
-                                               (True, "element 0 is a boolean"), ({"a": "b"}, "element 0 is an object")])
+                                               (True, "element 0 is a boolean"),
+                                               ({"a": "b"}, "element 0 is an object")])
 def test_a_bytes_element_that_is_not_a_string_is_a_400_naming_it(local_stack, model: str, element, said: str) -> None:
     name = MODELS[model]
     body = {"inputs": [{"name": name, "shape": [1], "datatype": "BYTES", "data": [element]}]}
@@ -91,7 +92,8 @@ def test_hostile_texts(local_stack, texts: list[bytes], statuses: set[int]) -> N
         assert _is_v2_client_error(reply), reply.text[:500]
 
 
-json_scalars = st.none() | st.booleans() | st.integers(-(2**66), 2**66) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
+json_scalars = (st.none() | st.booleans() | st.integers(-(2**66), 2**66)
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 tensors = st.fixed_dictionaries(

@@ -77,7 +77,8 @@ def _send_traffic(stack, seconds: float, concurrency: int = 8) -> int:
                 body = {"inputs": [{"name": "text", "shape": [8], "datatype": "BYTES", "data": texts}]}
                 client.post(url, json=body)
                 if sent % 10 == 0:  # a few client errors, so the 4xx series exist too
-                    client.post(url, json={"inputs": [{"name": "txt", "shape": [1], "datatype": "BYTES", "data": ["x"]}]})
+                    client.post(url, json={"inputs": [{"name": "txt", "shape": [1], "datatype": "BYTES",
+                                                       "data": ["x"]}]})
                 sent += 1
         return sent
 

@@ -89,7 +89,8 @@ def test_kserve_rest_client(local_stack) -> None:
         return {o.name: o for o in response.outputs}["probabilities"].as_numpy()
 
     probabilities = asyncio.run(call())
-    np.testing.assert_allclose(probabilities.reshape(1, 3), _reference_probabilities(local_stack, HEADLINES[:1]), atol=1e-5)
+    np.testing.assert_allclose(probabilities.reshape(1, 3), _reference_probabilities(local_stack, HEADLINES[:1]),
+                               atol=1e-5)
 
 
 def test_grpc_v2_to_the_transformer(local_stack) -> None:
@@ -121,7 +122,8 @@ def test_batch_of_64_texts(local_stack) -> None:
     texts = [f"Headline number {i}: {'good' if i % 2 else 'bad'} news for markets" for i in range(64)]
     client = triton_http.InferenceServerClient(local_stack.transformer_http.removeprefix("http://"))
     result = client.infer("sentiment", [_texts_tensor(texts)])
-    np.testing.assert_allclose(result.as_numpy("probabilities"), _reference_probabilities(local_stack, texts), atol=1e-5)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), _reference_probabilities(local_stack, texts),
+                               atol=1e-5)
 
 
 def test_long_text_is_truncated_and_reported(local_stack) -> None:

@@ -216,7 +216,9 @@ def encapsulated_frame(blob: Blob, element: PixelDataElement, index: int, frames
             first = False
             position += length
     except (struct.error, ValueError):
-        raise BadRequest("the encapsulated Pixel Data is malformed (items or their lengths)", image_index=index) from None
+        raise BadRequest(
+            "the encapsulated Pixel Data is malformed (items or their lengths)", image_index=index
+        ) from None
     if not fragments:
         raise BadRequest("the encapsulated Pixel Data holds no frame", image_index=index)
     return fragments[0].toreadonly() if len(fragments) == 1 else b"".join(fragments)

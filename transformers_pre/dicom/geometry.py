@@ -26,9 +26,10 @@ offset 0. The decoded image has ceil(size / 2^r) pixels per side (the ceiling ru
 for fewer than 2^r stored columns: `to_stored` clips to the stored image.
 
 Breast bounding box: on a strided preview of the windowed image (at most `PREVIEW_SIDE` pixels per side), Otsu's
-threshold (halved, to keep the thin tissue near the skin line) separates tissue from air; the largest connected component is the breast (markers and labels burnt into
-the background are smaller components and are ignored); its box grows by one preview pixel on each side. A preview
-without a clear foreground (uniform, blank) keeps the whole image.
+threshold (halved, to keep the thin tissue near the skin line) separates tissue from air; the largest connected
+component is the breast (markers and labels burnt into the background are smaller components and are ignored);
+its box grows by one preview pixel on each side. A preview without a clear foreground (uniform, blank) keeps the
+whole image.
 
 Orientation (where the chest wall is): the side of the breast component that holds more tissue (the chest wall
 side is the broad base of the half-ellipse; the nipple side tapers). When the two sides are within

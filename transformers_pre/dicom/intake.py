@@ -3,14 +3,21 @@
 Every rejection is a `DuetError` naming the image index and the problem; messages quote only technical
 attributes (Modality, Photometric Interpretation, sizes, UIDs of classes and syntaxes), never patient data.
 
-| check | status |
-|---|---|
-| file larger than `max_file_bytes`, Rows/Columns over their caps, Deflated data inflating past `max_inflated_bytes` | 413 |
-| a preamble holding an executable header (PE `MZ`, ELF, Mach-O, a `#!` script: a DICOM/executable polyglot), not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file, missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header declares | 400 |
-| Window Center/Width that are not numbers (when they are the VOI applied) | 400 |
-| a Window Width the VOI LUT Function does not allow (0, negative), a VOI LUT of other than 8 to 16 bits per entry | 422 |
-| a VOI LUT Descriptor without 3 values, or with fewer data values than it declares | 400 |
-| Modality not MG, a "for processing" image, a Breast Tomosynthesis image or any multi-frame image (more frames than `max_frames`), Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated not 8/16, unsupported transfer syntax | 422 |
+Checks, by status:
+
+- 413: file larger than `max_file_bytes`, Rows/Columns over their caps, Deflated data inflating past
+  `max_inflated_bytes`.
+- 400: a preamble holding an executable header (PE `MZ`, ELF, Mach-O, a `#!` script: a DICOM/executable
+  polyglot), not DICOM (no Part 10 header and pydicom's `force` reading yields no image dataset), empty file,
+  missing Rows/Columns/SOP attributes, BitsStored > BitsAllocated, native pixel data shorter than the header
+  declares.
+- 400: Window Center/Width that are not numbers (when they are the VOI applied).
+- 422: a Window Width the VOI LUT Function does not allow (0, negative), a VOI LUT of other than 8 to 16 bits
+  per entry.
+- 400: a VOI LUT Descriptor without 3 values, or with fewer data values than it declares.
+- 422: Modality not MG, a "for processing" image, a Breast Tomosynthesis image or any multi-frame image (more
+  frames than `max_frames`), Photometric Interpretation not MONOCHROME1/2, SamplesPerPixel != 1, BitsAllocated
+  not 8/16, unsupported transfer syntax.
 
 Caps are checked on header values, so a header claiming 65535 x 65535 pixels is refused before any allocation.
 """

@@ -15,11 +15,16 @@ that starts there at s = 8). `ReducedGrid` carries that mapping to `geometry.Vie
 
 Decoders evaluated (December 2026, on this project's pins: numpy < 2, Python 3.11):
 
-| library | JPEG 2000 | HTJ2K | 16-bit / signed | reduced-resolution decode |
-|---|---|---|---|---|
-| Pillow 13 (bundles OpenJPEG 2.5.4) | yes | yes (OpenJPEG >= 2.5) | yes / yes, as `I;16` scaled to 16 bits and offset by 2^(p-1) when signed (undone here) | yes, up to the codestream's levels (`im.reduce = r` rounds the size instead of the ceiling rule, so `_set_reduction` passes r to the decoder with the right size); holds the GIL (it reads the stream through Python callbacks) |
-| pylibjpeg-openjpeg 2.3 (OpenJPEG 2.5) | yes | yes | yes / yes | no (no reduce parameter); holds the GIL |
-| imagecodecs 2026.3 (OpenJPEG 2.5.4, OpenJPH 0.26) | yes | yes (OpenJPH) | yes / yes | HTJ2K only (`htj2k_decode(skipres=r)`); not usable here: requires numpy >= 2 |
+- Pillow 13 (bundles OpenJPEG 2.5.4). JPEG 2000: yes. HTJ2K: yes (OpenJPEG >= 2.5). 16-bit / signed: yes /
+  yes, as `I;16` scaled to 16 bits and offset by 2^(p-1) when signed (undone here). Reduced-resolution decode:
+  yes, up to the codestream's levels (`im.reduce = r` rounds the size instead of the ceiling rule, so
+  `_set_reduction` passes r to the decoder with the right size); holds the GIL (it reads the stream through
+  Python callbacks).
+- pylibjpeg-openjpeg 2.3 (OpenJPEG 2.5). JPEG 2000: yes. HTJ2K: yes. 16-bit / signed: yes / yes.
+  Reduced-resolution decode: no (no reduce parameter); holds the GIL.
+- imagecodecs 2026.3 (OpenJPEG 2.5.4, OpenJPH 0.26). JPEG 2000: yes. HTJ2K: yes (OpenJPH). 16-bit / signed:
+  yes / yes. Reduced-resolution decode: HTJ2K only (`htj2k_decode(skipres=r)`); not usable here: requires
+  numpy >= 2.
 
 So Pillow decodes both families at reduced resolution here; pylibjpeg-openjpeg stays the full-resolution decoder
 (setting `DUET_DICOM_RESOLUTION_AWARE=false`, and codestreams Pillow cannot take, e.g. several components).
@@ -144,7 +149,9 @@ def read_codestream(frame: bytes | memoryview, index: int) -> Codestream:
     )
 
 
-def decode_reduced(frame: bytes | memoryview, codestream: Codestream, reduction: int, dtype: np.dtype, index: int) -> np.ndarray:
+def decode_reduced(
+    frame: bytes | memoryview, codestream: Codestream, reduction: int, dtype: np.dtype, index: int
+) -> np.ndarray:
     """The stored values [rows, columns] of the image with `reduction` levels left out, in `dtype` (the dtype
     pydicom would decode the full image into: uint8/int8/uint16/int16).
 

@@ -11,7 +11,8 @@ Measured by `python -m benchmarks.memory_peaks` (2026-12-02, x86_64; RSS growth 
 |---|---|
 | uncompressed, read in place from the request (block means) | 1 MiB (0.03 x frame); 12 MiB without block means |
 | JPEG 2000, reduced resolution; JPEG Baseline, scaled | 6 MiB; under 1 MiB |
-| full decode (JPEG 2000 at full resolution, JPEG-LS, JPEG Baseline) | 59-63 MiB (2.3-2.4 x frame); 42 MiB (3.3 x the 8-bit frame) |
+| full decode: JPEG 2000 at full resolution, JPEG-LS | 59-63 MiB (2.3-2.4 x frame) |
+| full decode: JPEG Baseline | 42 MiB (3.3 x the 8-bit frame) |
 
 `preparation_bytes` rounds those up: half a frame in place, file + half a frame reduced, file + 3 frames for
 a full decode. The request body itself is bounded separately (`max_request_bytes`, held until the answer).

@@ -113,7 +113,9 @@ class SentimentModel(DuetModel):
         logits = np.concatenate([reply["logits"] for reply in replies]).astype(np.float32)
         return prepared, logits
 
-    async def postprocess(self, result: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None) -> InferResponse:
+    async def postprocess(
+        self, result: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> InferResponse:
         prepared, logits = result
         with stage(self.name, "postprocess"):
             probabilities = softmax(logits)

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from duet.synthetic_dicom import synth_study, write_study
 from duet.local.stack import LocalStack, free_ports
 from duet.paths import ROOT
+from duet.synthetic_dicom import synth_study, write_study
 
 from ..conftest import require_built, start_stack
 

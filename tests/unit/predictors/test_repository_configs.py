@@ -54,6 +54,7 @@ def test_config_tensors_match_the_built_onnx(path: Path) -> None:
             assert [t.name for t in declared] == [t.name for t in actual], onnx_path.name
             for tensor, value in zip(declared, actual):
                 tensor_type = value.type.tensor_type
-                assert model_config._model_config_pb2().DataType.Name(tensor.data_type) == ONNX_TO_TRITON[tensor_type.elem_type]
+                triton_type = model_config._model_config_pb2().DataType.Name(tensor.data_type)
+                assert triton_type == ONNX_TO_TRITON[tensor_type.elem_type]
                 # Triton dims leave out the batch axis.
                 assert len(tensor.dims) == len(tensor_type.shape.dim) - 1, (onnx_path.name, tensor.name)

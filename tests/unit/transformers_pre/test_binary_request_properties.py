@@ -25,10 +25,12 @@ from transformers_pre.errors import DuetError
 from transformers_pre.rest_errors import describe_validation_error
 
 DATATYPES = ["BYTES", "FP32", "INT64", "INT32", "UINT8", "BOOL", "FP16", "FP64", "STRING", "", "bytes"]
-json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)
+json_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+                | st.text(max_size=20))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-elements = st.one_of(json_scalars, st.lists(json_scalars, max_size=3), st.dictionaries(st.text(max_size=4), json_scalars, max_size=2))
+elements = st.one_of(json_scalars, st.lists(json_scalars, max_size=3),
+                     st.dictionaries(st.text(max_size=4), json_scalars, max_size=2))
 shapes = st.one_of(st.lists(st.integers(-3, 8), max_size=3), json_values)
 inputs = st.fixed_dictionaries(
     {"name": st.sampled_from(["text", "dicom", "x", ""]) | json_values},
@@ -36,7 +38,8 @@ inputs = st.fixed_dictionaries(
         "shape": shapes,
         "datatype": st.sampled_from(DATATYPES) | json_values,
         "data": st.lists(elements, max_size=6) | json_values,
-        "parameters": st.dictionaries(st.sampled_from(["binary_data_size", "content_type", "x"]), json_values, max_size=2)
+        "parameters": st.dictionaries(st.sampled_from(["binary_data_size", "content_type", "x"]), json_values,
+                                      max_size=2)
         | json_values,
     },
 )

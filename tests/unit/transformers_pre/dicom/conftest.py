@@ -1,8 +1,8 @@
 """Fixtures for the mammography transformer's unit tests: synthetic DICOM and a real ONNX stand-in detector.
 
 The stand-in detector is a small hand-built ONNX graph meeting the `mammo_detector` contract: it marks local
-bright spots (twice-smoothed 5x5 mean minus 31x31 mean, 9x9 peak suppression, top-K) with fixed 12-pixel boxes, reports the
-best spot's score as malignancy, and calls an image diagnostic when its brightest pixel exceeds 0.3. Being
+bright spots (twice-smoothed 5x5 mean minus 31x31 mean, 9x9 peak suppression, top-K) with fixed 12-pixel boxes,
+reports the best spot's score as malignancy, and calls an image diagnostic when its brightest pixel exceeds 0.3. Being
 deterministic, it lets tests check that a bright spot placed at known stored pixels comes back at those pixels.
 It is run by ONNX Runtime in this process (`InProcessOnnxPredictor`), standing in for the gRPC hop to Triton.
 """

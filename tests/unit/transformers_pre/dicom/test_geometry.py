@@ -130,7 +130,8 @@ def test_forward_then_inverse_returns_every_box_within_one_pixel(case: tuple[Vie
     new_h, new_w = transform.resized
     # Boxes inside the crop land inside the image part of the model input, ordered.
     assert np.all(model[:, 0] <= model[:, 2]) and np.all(model[:, 1] <= model[:, 3])
-    assert model.min() >= -1e-6 and np.all(model[:, [0, 2]] <= new_w + 1e-6) and np.all(model[:, [1, 3]] <= new_h + 1e-6)
+    assert (model.min() >= -1e-6 and np.all(model[:, [0, 2]] <= new_w + 1e-6)
+            and np.all(model[:, [1, 3]] <= new_h + 1e-6))
     back = transform.to_stored(model)
     assert np.abs(back - boxes).max() <= 1.0
 
