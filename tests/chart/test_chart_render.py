@@ -337,9 +337,13 @@ def test_dashboard_config_map_carries_the_sidecar_label_and_the_dashboard(render
 
 
 def test_switches_turn_integrations_off(renders):
-    kinds = {o["metadata"]["name"]: o["kind"] for o in renders["minimal"]}
-    # The artifact check is not an integration: it stays on (triton.artifact.verifyDigests).
+    kinds = {o["metadata"]["name"]: o["kind"] for o in helm_tools.without_gateway(renders["minimal"])}
+    # The artifact check is not an integration: it stays on (triton.artifact.verifyDigests). The gateway is a
+    # workload of its own (tests/chart/test_gateway_chart.py): minimal's has no monitor or policy either.
     assert kinds == {"duet-sentiment": "InferenceService", "duet-artifact-check": "ConfigMap"}
+    gateway = [o for o in renders["minimal"] if o not in helm_tools.without_gateway(renders["minimal"])]
+    gateway_kinds = sorted(o["kind"] for o in gateway)
+    assert gateway_kinds == ["Service", "Service", "Service", "StatefulSet"]
     isvc = objects_of(renders["minimal"], "InferenceService")[0]
     assert isvc["metadata"]["name"] == "duet-sentiment"
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "default"
