@@ -188,12 +188,16 @@ def main() -> None:
                     )
                 # 2. throughput, 4 at once; 3. the gateway's CPU and memory over that run
                 batch = studies[args.latency_repeats :]
+                bench_process = psutil.Process()
+                client_cpu_before = sum(bench_process.cpu_times()[:2])
                 started = time.monotonic()
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(lambda study: direct_v2(url, study), batch))
                 direct_rate = len(batch) / (time.monotonic() - started) * 60
+                client_cpu_direct = (sum(bench_process.cpu_times()[:2]) - client_cpu_before) / len(batch)
                 gateway_process = psutil.Process(stack.processes["gateway"].pid)
                 cpu_before = sum(gateway_process.cpu_times()[:2])
+                client_cpu_before = sum(bench_process.cpu_times()[:2])
                 before = sum(1 for _ in received.iterdir())
                 started = time.monotonic()
                 with Sampler(gateway_process) as memory, ThreadPoolExecutor(4) as pool:
@@ -201,6 +205,7 @@ def main() -> None:
                     wait_for_files(received, before + len(batch))
                 gateway_rate = len(batch) / (time.monotonic() - started) * 60
                 cpu_per_study = (sum(gateway_process.cpu_times()[:2]) - cpu_before) / len(batch)
+                client_cpu_gateway = (sum(bench_process.cpu_times()[:2]) - client_cpu_before) / len(batch)
                 predictor = stack.predictor_kind
                 stages = stage_means(httpx.get(f"{stack.gateway_http}/metrics", timeout=10).text)
         finally:
@@ -240,6 +245,10 @@ def main() -> None:
             f"{statistics.median(direct_whole):.2f} s | | |"
         ),
         f"| gateway CPU per study | | {cpu_per_study:.2f} s | |",
+        (
+            f"| sender CPU per study on this machine (v2 client / C-STORE SCU, over the throughput run) | "
+            f"{client_cpu_direct:.2f} s | {client_cpu_gateway:.2f} s | |"
+        ),
         f"| gateway peak RSS over the throughput run | | {memory.peak / 2**20:.0f} MiB | |",
         "| gateway stages, mean over the run | | "
         + ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in sorted(stages.items()))
