@@ -164,15 +164,11 @@ class Dispatcher:
         if findings:
             found = Findings(
                 boxes=result.as_numpy("boxes").reshape(-1, 4),
-                labels=[_text(label) for label in result.as_numpy("labels")],
+                labels=[label.decode() if isinstance(label, bytes) else str(label)
+                        for label in result.as_numpy("labels")],
                 image_index=result.as_numpy("image_index"),
             )
         return Outcome(report=(sop_uid, report), findings=found)
-
-
-def _text(value: bytes | str) -> str:
-    # tritonclient gives JSON BYTES outputs as str from some version on, as bytes before.
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _error_message(response: httpx.Response) -> str:
