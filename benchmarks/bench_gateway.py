@@ -43,6 +43,7 @@ from duet.local.triton import TritonPorts
 from duet.paths import MODEL_REPOSITORY
 from duet.synthetic_dicom import synth_study
 from duet.v2 import bytes_input, request_body
+from gateway.dispatch import post_body
 
 
 def send_study(port: int, study: list[bytes]) -> float:
@@ -64,13 +65,20 @@ def send_study(port: int, study: list[bytes]) -> float:
     return last_response
 
 
-def direct_v2(url: str, study: list[bytes]) -> float:
-    """One study as a v2 client sends it; the time includes building the request, as the gateway's does."""
+def direct_v2(url: str, study: list[bytes], whole_body: bool = False) -> float:
+    """One study as a v2 client sends it; the time includes building the request, as the gateway's does.
+    The body goes in chunks, as the gateway sends it; `whole_body`: as one bytes object (httpx's default use,
+    whose cost grows with the square of the body's size)."""
     started = time.monotonic()
     body, headers = request_body(
         [bytes_input("dicom", study)], outputs=["report"], parameters={"report": "sr"}, binary_outputs=True
     )
-    response = httpx.post(f"{url}/v2/models/mammography/infer", content=body, headers=headers, timeout=600)
+    with httpx.Client(timeout=600) as client:
+        endpoint = f"{url}/v2/models/mammography/infer"
+        if whole_body:
+            response = client.post(endpoint, content=body, headers=headers)
+        else:
+            response = post_body(client, endpoint, body, headers)
     response.raise_for_status()
     return time.monotonic() - started
 
@@ -165,22 +173,31 @@ def main() -> None:
                 print("warming up...", flush=True)
                 direct_v2(url, studies[0])
                 # 1. latency, one study at a time
-                direct, through = [], []
+                direct, direct_whole, through = [], [], []
                 for n in range(args.latency_repeats):
                     study = studies[n]
                     direct.append(direct_v2(url, study))
+                    direct_whole.append(direct_v2(url, study, whole_body=True))
                     before = sum(1 for _ in received.iterdir())
                     last_response = send_study(dimse, study)
                     through.append(wait_for_files(received, before + 1) - last_response)
-                    print(f"  study {n}: direct {direct[-1]:.2f}s, gateway {through[-1]:.2f}s", flush=True)
+                    print(
+                        f"  study {n}: direct {direct[-1]:.2f}s (whole body {direct_whole[-1]:.2f}s), "
+                        f"gateway {through[-1]:.2f}s",
+                        flush=True,
+                    )
                 # 2. throughput, 4 at once; 3. the gateway's CPU and memory over that run
                 batch = studies[args.latency_repeats :]
+                bench_process = psutil.Process()
+                client_cpu_before = sum(bench_process.cpu_times()[:2])
                 started = time.monotonic()
                 with ThreadPoolExecutor(4) as pool:
                     list(pool.map(lambda study: direct_v2(url, study), batch))
                 direct_rate = len(batch) / (time.monotonic() - started) * 60
+                client_cpu_direct = (sum(bench_process.cpu_times()[:2]) - client_cpu_before) / len(batch)
                 gateway_process = psutil.Process(stack.processes["gateway"].pid)
                 cpu_before = sum(gateway_process.cpu_times()[:2])
+                client_cpu_before = sum(bench_process.cpu_times()[:2])
                 before = sum(1 for _ in received.iterdir())
                 started = time.monotonic()
                 with Sampler(gateway_process) as memory, ThreadPoolExecutor(4) as pool:
@@ -188,6 +205,7 @@ def main() -> None:
                     wait_for_files(received, before + len(batch))
                 gateway_rate = len(batch) / (time.monotonic() - started) * 60
                 cpu_per_study = (sum(gateway_process.cpu_times()[:2]) - cpu_before) / len(batch)
+                client_cpu_gateway = (sum(bench_process.cpu_times()[:2]) - client_cpu_before) / len(batch)
                 predictor = stack.predictor_kind
                 stages = stage_means(httpx.get(f"{stack.gateway_http}/metrics", timeout=10).text)
         finally:
@@ -222,7 +240,15 @@ def main() -> None:
             f"{gateway_rate:.1f} ({gateway_rate / direct_rate:.0%}) | >= 90%: "
             f"{'met' if gateway_rate >= 0.9 * direct_rate else 'not met'} |"
         ),
+        (
+            f"| the same, direct v2 with the body handed to httpx whole (not in chunks) | "
+            f"{statistics.median(direct_whole):.2f} s | | |"
+        ),
         f"| gateway CPU per study | | {cpu_per_study:.2f} s | |",
+        (
+            f"| sender CPU per study on this machine (v2 client / C-STORE SCU, over the throughput run) | "
+            f"{client_cpu_direct:.2f} s | {client_cpu_gateway:.2f} s | |"
+        ),
         f"| gateway peak RSS over the throughput run | | {memory.peak / 2**20:.0f} MiB | |",
         "| gateway stages, mean over the run | | "
         + ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in sorted(stages.items()))

@@ -41,6 +41,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from . import audit, metrics
 from .settings import GatewaySettings
 from .spool import Spool, SpoolFull
+from .tcp import send_without_delay
 
 LOG = logging.getLogger("duet.gateway.dimse")
 
@@ -170,6 +171,7 @@ class DimseServer:
             event.assoc.kill()
 
     def _established(self, event: evt.Event) -> None:
+        send_without_delay(event.assoc)
         with self._lock:
             self._open.add(id(event.assoc))
         metrics.ASSOCIATIONS.labels("accepted").inc()

@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from .settings import Destination
+from .tcp import send_without_delay
 
 # C-STORE statuses that mean stored: success and the three warnings (coercion, elements discarded, mismatch).
 STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
@@ -46,6 +47,7 @@ def _c_store(destination: Destination, path: Path, calling_ae: str, timeout_s: f
     if not association.is_established:
         reason = "rejected" if association.is_rejected else "aborted" if association.is_aborted else "failed"
         raise ExportError(f"association with {title}@{host}:{port} {reason}")
+    send_without_delay(association)
     try:
         status = association.send_c_store(dataset)
     finally:
