@@ -206,8 +206,17 @@ def outputs_by_name(body: dict) -> dict[str, dict]:
     return {output["name"]: output for output in body.get("outputs", [])}
 
 
+def served_version(body: dict) -> str:
+    """The answer's `model_version` (docs/api.md: every answer names the served build); ValueError without it."""
+    version = body.get("model_version")
+    if not version:
+        raise ValueError("the answer has no model_version")
+    return str(version)
+
+
 def check_sentiment(body: dict, n: int) -> str:
     """Validate a sentiment response for n texts against the contract; return a summary or raise ValueError."""
+    version = served_version(body)
     out = outputs_by_name(body)
     for name in registry.model("sentiment").outputs:
         if name not in out:
@@ -221,11 +230,12 @@ def check_sentiment(body: dict, n: int) -> str:
             raise ValueError(f"probabilities of text {row} sum to {total:.4f}")
     if len(out["label"]["data"]) != n or len(out["entropy"]["data"]) != n:
         raise ValueError("label/entropy do not have one element per text")
-    return "labels " + ", ".join(str(label) for label in out["label"]["data"])
+    return "labels " + ", ".join(str(label) for label in out["label"]["data"]) + f" (version {version})"
 
 
 def check_mammography(body: dict, n_images: int) -> str:
     """Validate a mammography response for an n-image study; return a summary or raise ValueError."""
+    version = served_version(body)
     out = outputs_by_name(body)
     for name in registry.model("mammography").outputs:
         if name not in out:
@@ -240,7 +250,7 @@ def check_mammography(body: dict, n_images: int) -> str:
     risk = out["risk"]["data"][0]
     if not 0.0 <= risk <= 1.0:
         raise ValueError(f"risk {risk} is not a probability")
-    return f"{m} findings, risk {risk:.3f}"
+    return f"{m} findings, risk {risk:.3f} (version {version})"
 
 
 def smoke_request(client: httpx.Client, base: str, host: str | None, model: str,

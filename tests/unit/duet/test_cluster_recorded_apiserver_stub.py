@@ -295,7 +295,7 @@ class IngressLog:
 
 
 def contract_response(model: str, outputs: dict[str, tuple[str, list[int], list]]) -> dict:
-    return {"model_name": model, "id": "recorded", "parameters": {},
+    return {"model_name": model, "model_version": "0123456789ab", "id": "recorded", "parameters": {},
             "outputs": [{"name": n, "datatype": d, "shape": s, "data": v} for n, (d, s, v) in outputs.items()]}
 
 
@@ -394,7 +394,11 @@ def sentiment_body(n: int = 2) -> dict:
 
 
 def test_check_sentiment_rejects_answers_that_break_the_contract():
-    assert cluster.check_sentiment(sentiment_body(), 2) == "labels positive, positive"
+    assert cluster.check_sentiment(sentiment_body(), 2) == "labels positive, positive (version 0123456789ab)"
+    unversioned = sentiment_body()
+    del unversioned["model_version"]
+    with pytest.raises(ValueError, match="no model_version"):
+        cluster.check_sentiment(unversioned, 2)
     broken = copy.deepcopy(sentiment_body())
     broken["outputs"][0]["data"][0] = 0.9  # row 0 no longer sums to 1
     with pytest.raises(ValueError, match="sum to"):
@@ -415,8 +419,8 @@ def test_check_mammography_rejects_answers_that_break_the_contract():
             "labels": ("BYTES", [m], ["mass_benign"] * m), "image_index": ("INT32", [m], image_index),
             "quality": ("FP32", [quality_n], [0.9] * quality_n), "risk": ("FP32", [1], [risk])})
 
-    assert cluster.check_mammography(body([0, 1], 0.2), 2) == "2 findings, risk 0.200"
-    assert cluster.check_mammography(body([], 0.0), 2) == "0 findings, risk 0.000"
+    assert cluster.check_mammography(body([0, 1], 0.2), 2) == "2 findings, risk 0.200 (version 0123456789ab)"
+    assert cluster.check_mammography(body([], 0.0), 2) == "0 findings, risk 0.000 (version 0123456789ab)"
     with pytest.raises(ValueError, match="outside the study"):
         cluster.check_mammography(body([0, 2], 0.2), 2)
     with pytest.raises(ValueError, match="not a probability"):
