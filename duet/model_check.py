@@ -23,8 +23,8 @@ import numpy as np
 from predictors import model_config
 from transformers_pre import registry
 
-# ONNX element types (onnx.TensorProto) by the name the contract uses, and Triton's config names for them.
-ONNX_TYPES = {1: "FP32", 10: "FP16", 6: "INT32", 7: "INT64"}
+# ONNX Runtime's element types by the name the contract uses, and Triton's config names for them.
+ORT_TYPES = {"tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int32)": "INT32", "tensor(int64)": "INT64"}
 CONFIG_TYPES = {"FP32": "TYPE_FP32", "FP16": "TYPE_FP16", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64"}
 FLOATS = ("FP32", "FP16")
 INTEGERS = ("INT32", "INT64")
@@ -93,15 +93,18 @@ class GraphTensor:
     dims: tuple[int | None, ...]
 
 
-def graph_tensors(values: Any) -> dict[str, GraphTensor]:
-    tensors = {}
-    for value in values:
-        tensor_type = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
-        tensors[value.name] = GraphTensor(
-            value.name, ONNX_TYPES.get(tensor_type.elem_type, f"onnx type {tensor_type.elem_type}"), dims
-        )
-    return tensors
+def declared_tensors(session: Any) -> tuple[dict[str, GraphTensor], dict[str, GraphTensor]]:
+    """The graph's inputs and outputs as the ONNX file declares them (ONNX Runtime's view of the loaded model:
+    a symbolic or unknown axis is None)."""
+
+    def tensors(node_args: Any) -> dict[str, GraphTensor]:
+        return {
+            arg.name: GraphTensor(arg.name, ORT_TYPES.get(arg.type, arg.type),
+                                  tuple(d if isinstance(d, int) else None for d in arg.shape))
+            for arg in node_args
+        }
+
+    return tensors(session.get_inputs()), tensors(session.get_outputs())
 
 
 def read_labels(report: Report, folder: Path) -> list[str]:
@@ -259,16 +262,29 @@ def check_config(report: Report, folder: Path, tensors: dict[str, GraphTensor]) 
     return config
 
 
-def session_for(report: Report, onnx_path: Path) -> Any:
+def load_session(onnx_path: Path) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def check_declared(
+    report: Report, folder: Path, onnx_path: Path, inputs: tuple[TensorRule, ...], outputs: tuple[TensorRule, ...]
+) -> tuple[Any, dict[str, GraphTensor], dict[str, GraphTensor]] | None:
+    """Load the model once and check what its graph declares against the contract's tensors and config.pbtxt;
+    (session, inputs, outputs), or None when ONNX Runtime cannot load it."""
     try:
-        return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        session = load_session(onnx_path)
     except Exception as error:  # noqa: BLE001 - ONNX Runtime raises several types for one meaning
         report.fail("onnx-loads", f"ONNX Runtime cannot load {onnx_path.name}: {error}")
         return None
+    declared_inputs, declared_outputs = declared_tensors(session)
+    check_graph(report, declared_inputs, inputs, "input")
+    check_graph(report, declared_outputs, outputs, "output")
+    check_config(report, folder, {**declared_inputs, **declared_outputs})
+    return session, declared_inputs, declared_outputs
 
 
 def detector_inputs(folder: Path, image: GraphTensor, batch: int, seed: int) -> np.ndarray:
@@ -361,15 +377,10 @@ def check_detector(report: Report, folder: Path, onnx_path: Path) -> None:
     labels = read_labels(report, folder)
     check_thresholds(report, folder)
     check_calibration(report, folder)
-    session = session_for(report, onnx_path)
-    if session is None:
+    declared = check_declared(report, folder, onnx_path, DETECTOR_INPUTS, DETECTOR_OUTPUTS)
+    if declared is None:
         return
-    model = load_graph(onnx_path)
-    inputs = graph_tensors(model.graph.input)
-    outputs = graph_tensors(model.graph.output)
-    check_graph(report, inputs, DETECTOR_INPUTS, "input")
-    check_graph(report, outputs, DETECTOR_OUTPUTS, "output")
-    check_config(report, folder, {**inputs, **outputs})
+    session, inputs, _ = declared
     image = inputs.get("image")
     if image is None or len(image.dims) != 4 or any(d is None or d < 1 for d in image.dims[1:]):
         report.fail("input-geometry", "input 'image' must be [B, C, H, W] with fixed C, H and W")
@@ -399,15 +410,10 @@ def check_text(report: Report, folder: Path, onnx_path: Path) -> None:
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception as error:  # noqa: BLE001 - a missing or unreadable file is one rule broken
         report.fail("tokenizer", f"tokenizer.json cannot be loaded by HF tokenizers: {error}")
-    session = session_for(report, onnx_path)
-    if session is None:
+    declared = check_declared(report, folder, onnx_path, TEXT_INPUTS, TEXT_OUTPUTS)
+    if declared is None:
         return
-    model = load_graph(onnx_path)
-    inputs = graph_tensors(model.graph.input)
-    outputs = graph_tensors(model.graph.output)
-    check_graph(report, inputs, TEXT_INPUTS, "input")
-    check_graph(report, outputs, TEXT_OUTPUTS, "output")
-    check_config(report, folder, {**inputs, **outputs})
+    session, _, outputs = declared
     logits = outputs.get("logits")
     if logits is not None and len(logits.dims) == 2 and logits.dims[1] not in (None, len(labels)):
         report.fail("labels", f"logits has {logits.dims[1]} classes but labels.txt names {len(labels)}")
@@ -440,12 +446,6 @@ def check_text(report: Report, folder: Path, onnx_path: Path) -> None:
             )
         elif not np.isfinite(values).all():
             report.fail("finite", f"logits holds NaN or infinity at batch {batch}")
-
-
-def load_graph(onnx_path: Path) -> Any:
-    import onnx
-
-    return onnx.load(str(onnx_path), load_external_data=False)
 
 
 CHECKS: dict[str, Callable[[Report, Path, Path], None]] = {
@@ -501,8 +501,8 @@ def write_config(folder: Path, name: str | None = None) -> Path:
 
     public = model_for_folder(folder, name)
     template = model_config.load(MODEL_REPOSITORY / public.triton_model / "config.pbtxt")
-    graph = load_graph(folder / "1" / "model.onnx").graph
-    declared = {**graph_tensors(graph.input), **graph_tensors(graph.output)}
+    inputs, outputs = declared_tensors(load_session(folder / "1" / "model.onnx"))
+    declared = {**inputs, **outputs}
     template.name = folder.name
     batched = template.max_batch_size > 0
     for entry in list(template.input) + list(template.output):

@@ -1,7 +1,7 @@
 """The served artifact's identity: one version string for responses, metadata and the DICOM SR.
 
 `version` is the first 12 hex digits of sha256(<Triton model name> "/" <sha256 of the ONNX file>): the SR's
-Algorithm Version (`dicom/report.py`, `Device.for_model`) is computed the same way from the same bytes, so a
+Algorithm Version (`dicom/report.py`, `Device.for_model`) is this function over the same bytes, so a
 stored SR, a stored response and the metadata name one build. The model card (`card.json`, written by the
 build) ties it to its recipe: `recipe` is the build recipe's key (`.recipe`) and `onnx_sha256` the file's
 digest the card lists under `artifacts`.

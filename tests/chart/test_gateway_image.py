@@ -6,7 +6,6 @@ volume expect."""
 
 from __future__ import annotations
 
-import ast
 import sys
 from importlib import metadata
 
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from chart_support import CHART, REPO
 from packaging.requirements import Requirement
-from test_images import closure, copy_sources, dockerignore_excludes, instructions
+from test_images import absolute_imports, closure, copy_sources, dockerignore_excludes, instructions, provided
 
 GATEWAY_DOCKERFILE = REPO / "gateway" / "Dockerfile"
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
@@ -101,23 +100,14 @@ def test_every_module_the_gateway_imports_is_in_the_image():
         if not copied_into_image(relative):
             missing.add(f"{relative} (not copied)")
             continue
-        for node in ast.walk(ast.parse((REPO / relative).read_text())):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
+        for module in absolute_imports(REPO / relative):
+            top = module.split(".")[0]
+            if top in sys.stdlib_module_names:
                 continue
-            for module in modules:
-                top = module.split(".")[0]
-                if top in sys.stdlib_module_names:
-                    continue
-                if top in FIRST_PARTY:
-                    todo += module_files(module)
-                    continue
-                dists = {d.lower().replace("_", "-").replace(".", "-") for d in providers.get(top, [])}
-                if not dists & installed:
-                    missing.add(f"{top} ({relative})")
+            if top in FIRST_PARTY:
+                todo += module_files(module)
+            elif not provided(top, installed, providers):
+                missing.add(f"{top} ({relative})")
     assert not missing, f"the gateway needs what its image lacks: {sorted(missing)}"
 
 

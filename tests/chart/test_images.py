@@ -154,25 +154,33 @@ def test_transformer_image_has_no_torch_onnxruntime_or_triton():
         assert heavy not in names, f"the transformer image would install {heavy}"
 
 
+def absolute_imports(source: Path) -> list[str]:
+    """The modules a source file imports by absolute name (relative imports stay inside its package)."""
+    modules = []
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.append(node.module)
+    return modules
+
+
+def provided(top: str, installed: set[str], providers: dict[str, list[str]]) -> bool:
+    """Whether top-level module `top` comes from one of the `installed` distributions."""
+    return bool({d.lower().replace("_", "-").replace(".", "-") for d in providers.get(top, [])} & installed)
+
+
 def test_every_package_the_transformer_imports_is_in_the_image():
     installed = closure(image_requirements())
     providers = metadata.packages_distributions()
     missing = set()
     for source in (REPO / "transformers_pre").rglob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
+        for module in absolute_imports(source):
+            top = module.split(".")[0]
+            if top in sys.stdlib_module_names or top == "transformers_pre":
                 continue
-            for module in modules:
-                top = module.split(".")[0]
-                if top in sys.stdlib_module_names or top == "transformers_pre":
-                    continue
-                dists = {d.lower().replace("_", "-").replace(".", "-") for d in providers.get(top, [])}
-                if not dists & installed:
-                    missing.add(f"{top} ({source.relative_to(REPO)})")
+            if not provided(top, installed, providers):
+                missing.add(f"{top} ({source.relative_to(REPO)})")
     assert not missing, f"imported by transformers_pre but not installed in its image: {sorted(missing)}"
 
 

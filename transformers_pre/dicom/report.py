@@ -65,6 +65,7 @@ from pydicom.uid import generate_uid
 from ..clinical_use import NOT_FOR_CLINICAL_USE, UNKNOWN_MODEL, ClinicalUse
 from ..errors import Unprocessable
 from ..settings import DicomSettings
+from ..versions import version_of
 from .findings import StudyFindings
 from .study import StudyImage
 
@@ -100,7 +101,8 @@ class Device:
             uid=f"2.25.{int.from_bytes(digest[:16], 'big') >> 1}",
             name=f"duet {model_name}",
             model_name=model_name,
-            version=digest[:6].hex(),
+            # The responses' model_version: one formula (versions.py), so an SR and a response name one build.
+            version=version_of(model_name, fingerprint),
         )
 
 
