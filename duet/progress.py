@@ -1,8 +1,8 @@
 """Progress bars that also report off a terminal (CI logs, `make ... > log`), where rich draws nothing until
 the end.
 
-On a terminal: rich's live bar. Elsewhere: one plain line when a task starts or changes its description, and
-at most every `interval_s` while it runs, so a log shows a long build moving.
+On a terminal: rich's live bar. Elsewhere: one plain line when a task starts, finishes or enters a new phase, and
+at most every `interval_s` while it runs, so a log shows a long build moving without a line per step.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ class LineProgress(Progress):
         if self.console.is_terminal:
             return
         task = next(task for task in self.tasks if task.id == task_id)
-        description, last = self._reported.get(task_id, ("", float("-inf")))
+        phase, last = self._reported.get(task_id, ("", float("-inf")))
         now = time.monotonic()
-        if task.description == description and now - last < self.interval_s and not task.finished:
+        if _phase(task.description) == phase and now - last < self.interval_s and not task.finished:
             return
-        self._reported[task_id] = (task.description, now)
+        self._reported[task_id] = (_phase(task.description), now)
         done = f"{task.completed:g}/{task.total:g}" if task.total else f"{task.completed:g}"
         self.console.print(f"{task.description}: {done} ({task.elapsed or 0:.0f} s)", highlight=False)
 
@@ -46,6 +46,12 @@ class LineProgress(Progress):
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
         self._report(task_id)
+
+
+def _phase(description: str) -> str:
+    """A description without its parenthesised live figures ("training (loss 2.61)" is phase "training"), which
+    change every step and are no reason for a line of their own."""
+    return description.split(" (", 1)[0]
 
 
 def progress_bar(console: Console, interval_s: float = 15.0) -> LineProgress:

@@ -36,3 +36,15 @@ def test_off_a_terminal_without_throttling_every_step_is_a_line() -> None:
 
 def test_on_a_terminal_only_the_bar_is_drawn() -> None:
     assert not any(line.endswith(" s)") and ": 0/4" in line for line in _lines(terminal=True, interval_s=0))
+
+
+def test_off_a_terminal_live_figures_in_the_description_are_throttled_too() -> None:
+    # The detector's training puts its loss in the description at every step: that is not a new phase.
+    output = io.StringIO()
+    with progress_bar(Console(file=output, force_terminal=False, width=100), interval_s=3600) as progress:
+        task = progress.add_task("detector: training", total=50)
+        for step in range(49):
+            progress.update(task, description=f"detector: training (loss {10 - step / 10:.3f})", advance=1)
+        progress.update(task, description="detector: exporting", advance=1)
+    reported = [line for line in output.getvalue().splitlines() if line.startswith("detector: ") and line.endswith(" s)")]
+    assert [line.split(":")[1].strip() for line in reported] == ["training", "exporting"]
