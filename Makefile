@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 models: $(STAMP)
 	$(BIN)/duet models build
 
-up: models
-	$(BIN)/duet up
+up: $(STAMP)
+	$(BIN)/duet up --build
 
 test: models
 	$(BIN)/pytest -q

@@ -52,18 +52,24 @@ Only = Enum("Only", {spec.build_name: spec.build_name for spec in registry.MODEL
 
 @models_app.command("build")
 def models_build(
-    only: Only | None = typer.Option(None, help="Build one model only."),
+    only: list[Only] = typer.Option([], help="Build this model only; repeatable."),
     out: Path = typer.Option(MODEL_REPOSITORY, help="Triton model repository to install into."),
     quick: bool = typer.Option(False, help="A few training steps: for tests, not for serving."),
     force: bool = typer.Option(False, help="Rebuild even when the cache holds this recipe."),
+    events: Path | None = typer.Option(None, hidden=True, help="Append one JSON line per build event here "
+                                       "(`duet up --build` follows it)."),
 ) -> None:
-    """Train, export, verify and install the models (cached by recipe hash)."""
+    """Train, export, verify and install the models (cached by recipe hash), quickest first; the repository is
+    signed after each model, so each can be served as soon as it is installed."""
     from predictors.build import build_model
     from predictors.gates import QualityGateError
 
     from .artifacts import sign_local_build
+    from .local.background_build import BuildEvents
 
-    specs = [registry.by_build_name(only.value)] if only else list(registry.MODELS.values())
+    wanted = [registry.by_build_name(choice.value) for choice in only] or list(registry.MODELS.values())
+    specs = sorted(dict.fromkeys(wanted), key=lambda spec: spec.first_build_minutes)
+    report = BuildEvents(events)
     with progress_bar() as progress:
         for spec in specs:
             name = spec.triton_model
@@ -71,14 +77,17 @@ def models_build(
             try:
                 card = build_model(name, out, cache_dir(), progress, quick=quick, force=force, say=console.print,
                                    builder=spec.builder,
-                                   evaluate=registry.load(spec.evaluator) if spec.evaluator else None)
+                                   evaluate=registry.load(spec.evaluator) if spec.evaluator else None,
+                                   on_long_work=lambda spec=spec: report.emit(spec.name, "building"))
             except QualityGateError as error:
                 console.print(f"[red]{error}[/] (not installed)")
+                report.emit(spec.name, "failed", str(error))
                 raise typer.Exit(1) from None
+            sign_local_build(out, console.print)
+            report.emit(spec.name, "installed")
             metrics = card.get("metrics", {})
             shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             console.print(f"[green]{name}[/] ready in {time.monotonic() - started:.0f}s  {shown}")
-    sign_local_build(out, console.print)
 
 
 artifact_commands.register(models_app)
@@ -159,10 +168,15 @@ def up(
                                           help="The gateway's STOW-RS, status API and metrics port."),
     gateway_destination: list[str] = typer.Option(
         [], "--gateway-destination", help="Where SRs go: AE@host:port (C-STORE) or a DICOMweb URL; repeatable."),
+    build: bool = typer.Option(
+        False, "--build", help="Build the models first where needed (as `duet models build`, quickest first, log in "
+        "the run folder), serving each as soon as it is built: `make up` on a fresh machine."),
+    quick_build: bool = typer.Option(False, hidden=True, help="With --build: quick builds (tests only)."),
 ) -> None:
     """Run the local stack on 127.0.0.1 until Ctrl-C or SIGTERM: Triton + the mammography and sentiment
     transformers, each restarted with backoff if it dies. On a terminal, warnings and errors are shown in colour;
     otherwise every child's log line is passed through as one JSON object per line."""
+    from .local.background_build import BackgroundBuild, serve_new_builds, still_building, wait_until_servable
     from .local.gateway import LocalGatewayConfig
     from .local.stack import LocalStack, StackConfig, StackError
     from .local.triton import TritonPorts
@@ -185,22 +199,30 @@ def up(
     )
     stack = LocalStack(config, say=lambda message: output.event("warning", message), log=output.event)
     # The dict fills in as the children start; their files append across runs, so only this run's lines count.
-    earlier = {name: config.run_dir / f"{name}.log" for name in ("predictor", "transformer", "gateway")}
+    earlier = {name: config.run_dir / f"{name}.log" for name in ("predictor", "transformer", "gateway", "build")}
     follower = LogFollower(stack.logs, output, {name: p.stat().st_size for name, p in earlier.items() if p.exists()})
     stopping = threading.Event()
     # SIGHUP too: a closed terminal or ssh session must stop the stack in order, not orphan its children
     # (they run in their own sessions, so the hang-up reaches only duet up).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stopping.set())
-    try:
-        with output.status("starting the predictor and the transformers..."):
-            stack.start()
-    except StackError as error:
-        follower.poll()
-        output.event("error", str(error))
-        raise typer.Exit(1) from None
+    requested = config.models
+    job = None
+    if build:
+        job = BackgroundBuild(config.model_repository, config.run_dir, list(requested), quick=quick_build)
+        follower.extra["build"] = job.log
+        job.start()
+        with output.status("building the models that need it (first run: minutes)..."):
+            wait_until_servable(job, stopping, output.event, follower.poll)
+        config.models = tuple(name for name in requested if name in job.installed)
+        if stopping.is_set() or not config.models:
+            job.stop()
+            follower.poll()
+            raise typer.Exit(0 if stopping.is_set() else 1)
     prom = None
     try:
+        with output.status("starting the predictor and the transformers..."):
+            stack.start(still_building(job, requested) if job else ())
         if prometheus:
             from .local.prometheus import PrometheusServer
 
@@ -209,11 +231,19 @@ def up(
         _print_endpoints(stack, prom, output)
         while not stopping.wait(0.25):
             follower.poll()
+            if job and serve_new_builds(job, stack, requested, output.event):
+                _print_endpoints(stack, prom, output)
         follower.poll()
+    except StackError as error:
+        follower.poll()
+        output.event("error", str(error))
+        raise typer.Exit(1) from None
     finally:
         # The transformer drains first (it stops accepting, so readiness fails, then finishes in-flight requests
         # that still need the predictor), then the predictor.
         output.event("info", "stopping: letting in-flight requests finish...")
+        if job:
+            job.stop()
         if prom:
             prom.stop()
         stack.stop()
@@ -248,12 +278,14 @@ class UpOutput:
 
     def child_line(self, name: str, line: bytes) -> None:
         """One log line of a child: untouched when it is a JSON object, wrapped in one otherwise (Triton's own
-        format, a traceback); on a terminal only warnings and errors, prefixed with the child's name."""
+        format, a traceback); on a terminal only warnings and errors, prefixed with the child's name, and the
+        model build's progress lines (a few a minute)."""
         if self.interactive:
             text = line.decode("utf-8", "replace")
             lowered = text.lower()
-            if any(word in lowered for word in ('"warning"', '"error"', " error", "warning:", "traceback")) \
-                    or text[:1] in ("E", "W") and text[1:5].isdigit():
+            noteworthy = any(word in lowered for word in ('"warning"', '"error"', " error", "warning:", "traceback")) \
+                or text[:1] in ("E", "W") and text[1:5].isdigit()
+            if noteworthy or name == "build":
                 from rich.text import Text
 
                 self.console.print(Text.assemble((name, "dim"), " ", text), soft_wrap=True, highlight=False)
@@ -289,9 +321,10 @@ class LogFollower:
         self.output = output
         self.offsets: dict[str, int] = dict(offsets or {})
         self.partial: dict[str, bytes] = {}
+        self.extra: dict[str, Path] = {}  # logs of processes that are not the stack's children (the model build)
 
     def poll(self) -> None:
-        for name, path in list(self.logs.items()):
+        for name, path in [*self.logs.items(), *self.extra.items()]:
             if not path.exists():
                 continue
             with path.open("rb") as handle:
@@ -319,8 +352,7 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
                   f"metrics {stack.triton_metrics}")
     if prom:
         console.print(f"  prometheus    {prom.url}")
-    if stack.config.gateway:
-        endpoints = _gateway_endpoints(stack)
+    if endpoints := _gateway_endpoints(stack):
         console.print(f"  gateway       DIMSE {endpoints['gateway_dimse']}   STOW-RS {endpoints['gateway_stow']}")
     console.print(f"  logs          {stack.config.run_dir}")
     if "sentiment" in stack.models:
@@ -336,7 +368,7 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
 
 def _gateway_endpoints(stack) -> dict[str, str]:
     gateway = stack.config.gateway
-    if gateway is None:
+    if gateway is None or "gateway" not in stack.processes:
         return {}
     return {"gateway_dimse": f"{gateway.ae_title}@{stack.config.host}:{gateway.port}",
             "gateway_stow": f"{stack.gateway_http}/studies"}

@@ -82,6 +82,7 @@ def build_model(
     say: Callable[[str], None] = print,
     floors: dict[str, float] | None = None,
     evaluate: Callable[[Path, dict[str, Any], Progress], Any] | None = None,
+    on_long_work: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Build (or fetch from the cache) one model into `repository/<model>` with the build package `builder`
     (dotted, e.g. "predictors.sentiment": the model registry's `builder`); returns its card.
@@ -93,6 +94,9 @@ def build_model(
     evaluate: measures a built (cached) model folder and completes its card (`(folder, recipe, progress)`, the
     registry's `evaluator`, e.g. the detector's evaluation through the served pipeline, which `predictors` may not
     import). It runs once per cached build, on a card without `metrics.evaluated_with`.
+
+    on_long_work: called once, before training or evaluation starts (not for an installed or cached build), so
+    a caller can serve what it has instead of waiting (`duet up --build`).
     """
     ceilings = ceilings_for(model, quick) if floors is None else {}
     floors = floors_for(model, quick) if floors is None else floors
@@ -106,8 +110,10 @@ def build_model(
         card = json.loads((model_dir / "card.json").read_text())
         gates = check_gates(model, card.get("metrics", {}), floors, ceilings)
         return card if card.get("quality_gates") == gates else _record_gates(model_dir, card, gates)
-    if force or not (cached / STAMP).exists():
+    trained = force or not (cached / STAMP).exists()
+    if trained:
         say(f"{model}: building recipe {stamp}")
+        on_long_work()
         partial = cached.with_name(cached.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -119,6 +125,8 @@ def build_model(
         say(f"{model}: cached build {stamp}")
     card = json.loads((cached / "card.json").read_text())
     if evaluate is not None and "evaluated_with" not in card.get("metrics", {}):
+        if not trained:
+            on_long_work()
         say(f"{model}: evaluating {stamp}")
         evaluate(cached, recipe, progress)
         card = json.loads((cached / "card.json").read_text())

@@ -40,6 +40,8 @@ class PublicModel:
     show: "module:function" behind `duet infer <name> INPUTS...`: `(url, inputs, console, report) -> None`.
     evaluator: "module:function" that `duet models build` runs on a built model folder to measure it and complete
         its card, `(folder, recipe, progress) -> metrics` (None: the build's own metrics are the card's).
+    first_build_minutes: how long a first build (training and evaluation) takes on 2 shared cores
+        (docs/models.md): builds run quickest first, and `duet up --build` says how long the rest will take.
     """
 
     name: str
@@ -53,6 +55,7 @@ class PublicModel:
     smoke: str
     show: str
     evaluator: str | None = None
+    first_build_minutes: float = 1.0
 
     @property
     def values_key(self) -> str:
@@ -80,6 +83,7 @@ MODELS: dict[str, PublicModel] = {
             smoke="duet.cluster:smoke_mammography",
             show="duet.infer:infer_mammography",
             evaluator="evaluation.served:evaluate_detector",
+            first_build_minutes=11.0,
         ),
         PublicModel(
             name="sentiment",
@@ -92,6 +96,7 @@ MODELS: dict[str, PublicModel] = {
             builder="predictors.sentiment",
             smoke="duet.cluster:smoke_sentiment",
             show="duet.infer:infer_sentiment",
+            first_build_minutes=2.5,
         ),
     )
 }

@@ -207,15 +207,20 @@ class LocalStack:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, building: tuple[str, ...] = ()) -> None:
+        """Serve every model of `config.models` that is built; `building`: those a build is still making (said
+        so, instead of asking for a build)."""
         config = self.config
         config.run_dir.mkdir(parents=True, exist_ok=True)
+        self._children.clear()
         wanted = [registry.model(name).triton_model for name in config.models]
         served = repository.built_models(config.model_repository, wanted, config.int8)
         served_names = {model.name for model in served}
         self.models = [name for name in config.models if registry.model(name).triton_model in served_names]
         for name in config.models:
-            if name not in self.models:
+            if name in building:
+                self.say(f"{name}: still building; served once built")
+            elif name not in self.models:
                 self.say(f"[yellow]{name}: no built model in {config.model_repository} "
                          "(run `duet models build`); not served[/]")
         if not self.models:
@@ -234,6 +239,12 @@ class LocalStack:
         if config.supervise:
             self._supervisor = threading.Thread(target=self._supervise, name="duet-supervisor", daemon=True)
             self._supervisor.start()
+
+    def restart(self, building: tuple[str, ...] = ()) -> None:
+        """Stop everything in order and start again, serving what is built now (a model whose build finished).
+        Meanwhile the transformer's port is closed: a few seconds of refused connections."""
+        self.stop()
+        self.start(building)
 
     def _check_artifacts(self) -> None:
         from .. import artifacts
@@ -322,7 +333,7 @@ class LocalStack:
         return f"http://{self.config.host}:{self.config.gateway.http_port}" if self.config.gateway else ""
 
     def _start_gateway(self) -> None:
-        if self.config.gateway is None:
+        if self.config.gateway is None or "mammography" not in self.models:
             return
         env = {**os.environ, "PYTHONPATH": str(ROOT),
                **gateway.environment(self.config.gateway, self.config.host, self.transformer_http, self.config.run_dir)}

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
+from process_tree import alive, descendants
 
 from duet.local.stack import free_ports
 from duet.paths import ROOT
@@ -48,32 +49,6 @@ def _slow_body(started: threading.Event) -> Iterator[bytes]:
         yield data[start:start + size]
         started.set()
         time.sleep(UPLOAD_SECONDS / pieces)
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (Linux /proc: parent links)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _start_duet_up(run_dir: Path) -> dict:
@@ -141,7 +116,7 @@ def test_sigterm_fails_readiness_drains_in_flight_requests_then_exits_clean(duet
     # A request that fails, so the transformer writes a warning line of its own.
     failing = httpx.post(f"{url}/v2/models/sentiment/infer", json={"not": "v2"}, headers=AUTH, timeout=30)
     assert failing.status_code == 400
-    children = _descendants(process.pid)
+    children = descendants(process.pid)
     assert len(children) >= 3, "expected Triton, its Python-backend stub and the transformer"
 
     answers: list[int | str] = []
@@ -177,7 +152,7 @@ def test_sigterm_fails_readiness_drains_in_flight_requests_then_exits_clean(duet
     assert process.wait(timeout=120) == 0
     assert readiness_failed_while_busy, "readiness should fail before the in-flight requests finish"
     assert answers == [200] * CONCURRENT, answers
-    survivors = [pid for pid in children if _alive(pid)]
+    survivors = [pid for pid in children if alive(pid)]
     assert survivors == [], f"processes of duet up outlived it: {survivors}"
 
 
@@ -209,11 +184,11 @@ def test_sighup_stops_the_stack_in_order_too(tmp_path: Path) -> None:
     # sessions, so only duet up gets the hang-up).
     started = _start_duet_up(tmp_path)
     process = started["process"]
-    children = _descendants(process.pid)
+    children = descendants(process.pid)
     assert children
     process.send_signal(signal.SIGHUP)
     assert process.wait(timeout=120) == 0
-    assert [pid for pid in children if _alive(pid)] == []
+    assert [pid for pid in children if alive(pid)] == []
     assert json.loads(started["stdout"].read_bytes().splitlines()[-1])["message"] == "stopped."
 
 
@@ -221,11 +196,11 @@ def test_duet_up_killed_outright_takes_its_children_down(tmp_path: Path) -> None
     # SIGKILL leaves duet up no chance to stop anything: its children must notice (parent-death signal) and stop.
     started = _start_duet_up(tmp_path)
     process = started["process"]
-    children = _descendants(process.pid)
+    children = descendants(process.pid)
     assert len(children) >= 3
     process.kill()
     process.wait(timeout=30)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+    while time.monotonic() < deadline and any(alive(pid) for pid in children):
         time.sleep(0.5)
-    assert [pid for pid in children if _alive(pid)] == []
+    assert [pid for pid in children if alive(pid)] == []

@@ -46,5 +46,6 @@ def test_off_a_terminal_live_figures_in_the_description_are_throttled_too() -> N
         for step in range(49):
             progress.update(task, description=f"detector: training (loss {10 - step / 10:.3f})", advance=1)
         progress.update(task, description="detector: exporting", advance=1)
-    reported = [line for line in output.getvalue().splitlines() if line.startswith("detector: ") and line.endswith(" s)")]
+    lines = output.getvalue().splitlines()
+    reported = [line for line in lines if line.startswith("detector: ") and line.endswith(" s)")]
     assert [line.split(":")[1].strip() for line in reported] == ["training", "exporting"]

@@ -1,0 +1,128 @@
+"""`duet up --build` (what `make up` runs) on a repository with nothing built: it serves sentiment as soon as
+sentiment is built, while the detector is still building, then restarts to serve mammography (and the DICOM
+gateway, which needs it) too. Real quick builds with an empty build cache, real Triton, real transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from process_tree import alive, descendants
+
+from duet.local.stack import free_ports
+from duet.paths import ROOT
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 600.0  # two quick builds and two stack starts on 2 busy cores
+
+
+def _committed_repository(target: Path) -> Path:
+    """The model repository as a fresh clone has it: configs, no built model."""
+    listed = subprocess.run(["git", "ls-files", "predictors/model_repository"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split()
+    for name in listed:
+        destination = target / Path(name).relative_to("predictors/model_repository")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, destination)
+    return target
+
+
+def _events(stdout: Path) -> list[dict]:
+    entries = []
+    for line in stdout.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _wait_for(stdout: Path, process: subprocess.Popen, predicate, what: str) -> dict:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        for entry in _events(stdout):
+            if predicate(entry):
+                return entry
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"no {what}; duet up said:\n{stdout.read_text()[-4000:]}")
+
+
+def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) -> None:
+    repository = _committed_repository(tmp_path / "repository")
+    run_dir = tmp_path / "run"
+    http, grpc, t_http, t_grpc, t_metrics, dimse, gateway_http = free_ports(7)
+    stdout = tmp_path / "stdout"
+    with stdout.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "duet.cli", "up", "--build", "--quick-build", "--predictor=triton",
+             f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
+             f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--gateway-port={dimse}",
+             f"--gateway-http-port={gateway_http}", f"--run-dir={run_dir}", f"--model-repository={repository}"],
+            stdout=output, stderr=subprocess.STDOUT, cwd=ROOT,
+            # An empty build cache: both models really build, as on a fresh machine.
+            env={**os.environ, "PYTHONPATH": str(ROOT), "DUET_CACHE_DIR": str(tmp_path / "cache")},
+        )
+    url = f"http://127.0.0.1:{http}"
+    try:
+        first = _wait_for(stdout, process, lambda e: e.get("message") == "duet is up", "first 'duet is up'")
+        assert first["models"] == ["sentiment"] and "gateway_dimse" not in first
+        messages = [entry.get("message", "") for entry in _events(stdout)]
+        assert any(m.startswith("mammography: building") for m in messages), messages
+        assert not any(m.startswith("mammography: built") for m in messages[:messages.index("duet is up")])
+        answer = httpx.post(f"{url}/v2/models/sentiment/infer", timeout=120, json={
+            "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Harbour reopens"]}]})
+        assert answer.status_code == 200, answer.text
+        assert httpx.get(f"{url}/v2/models/mammography/ready", timeout=10).status_code == 404
+        # The build's progress goes through duet up's own output, one JSON object per line.
+        assert any(entry.get("logger") == "build" for entry in _events(stdout))
+
+        second = _wait_for(stdout, process, lambda e: e.get("message") == "duet is up"
+                           and e.get("models") == ["mammography", "sentiment"], "'duet is up' with mammography")
+        assert second["gateway_dimse"].endswith(f":{dimse}")
+        for model in ("mammography", "sentiment"):
+            assert httpx.get(f"{url}/v2/models/{model}/ready", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{gateway_http}/readyz", timeout=10).status_code == 200
+        card = json.loads((repository / "mammo_detector" / "card.json").read_text())
+        assert card["quality_gates"]["passed"] is True
+        children = descendants(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=120)
+    assert code == 0, stdout.read_text()[-3000:]
+    assert [pid for pid in children if alive(pid)] == []
+
+
+def test_duet_up_build_stops_the_build_when_stopped_before_anything_is_served(tmp_path: Path) -> None:
+    repository = _committed_repository(tmp_path / "repository")
+    run_dir = tmp_path / "run"
+    http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
+    stdout = tmp_path / "stdout"
+    with stdout.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "duet.cli", "up", "--build", "--quick-build", "--no-gateway",
+             f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
+             f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={run_dir}",
+             f"--model-repository={repository}"],
+            stdout=output, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "DUET_CACHE_DIR": str(tmp_path / "cache")},
+        )
+    _wait_for(stdout, process, lambda e: str(e.get("message", "")).startswith("sentiment: building"),
+              "sentiment build start")
+    build = descendants(process.pid)
+    assert build, "no build process under duet up"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, stdout.read_text()[-3000:]
+    # Nothing of the build is left running, and nothing half-built was installed.
+    assert [pid for pid in build if alive(pid)] == []
+    assert not (repository / "sentiment" / "1" / "model.onnx").exists()
