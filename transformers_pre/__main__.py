@@ -32,6 +32,7 @@ from kserve import model_server
 
 from . import registry
 from .artifacts.startup import verify_mounted_repository
+from .building import ModelBeingBuilt
 from .logs import log_config
 from .predictor_client import PredictorClient
 from .server import make_model_server
@@ -51,6 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], conflict_handler="resolve")
     parser.add_argument("--model", action="append", choices=registry.NAMES, required=True,
                         help="Public model to serve; repeat to serve several.")
+    parser.add_argument("--building", action="append", choices=registry.NAMES, default=[],
+                        help="Public model whose build is still running: answered with 503 until the stack restarts "
+                        "this process with it built (the local stack's first run).")
     parser.add_argument("--bind_address", default="0.0.0.0",
                         help="Address of the REST and gRPC listeners: every interface in a container; the local "
                         "stack passes 127.0.0.1.")
@@ -62,10 +66,15 @@ def main() -> None:
     protocol = "grpc-v2" if args.predictor_protocol == "grpc-v2" else "v2"
     predictor = PredictorClient(args.predictor_host, protocol, settings.predictor)
     models = build_models(list(dict.fromkeys(args.model)), settings, predictor)
-    logging.getLogger("duet").info("serving %s with predictor %s (%s)", [m.name for m in models],
-                                   args.predictor_host, protocol)
-    make_model_server(settings, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
-                      bind_address=args.bind_address).start(models)
+    being_built = [ModelBeingBuilt(name) for name in dict.fromkeys(args.building) if name not in args.model]
+    logging.getLogger("duet").info("serving %s with predictor %s (%s); still building: %s", [m.name for m in models],
+                                   args.predictor_host, protocol, [m.name for m in being_built])
+    server = make_model_server(settings, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+                               bind_address=args.bind_address)
+    # KServe's start registers only the models that are ready; one being built must be known to answer its 503.
+    for placeholder in being_built:
+        server.register_model(placeholder)
+    server.start(models)
 
 
 if __name__ == "__main__":

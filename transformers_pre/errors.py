@@ -97,6 +97,13 @@ class PredictorUnavailable(DuetError):
     retry_later = True
 
 
+class ModelStillBuilding(DuetError):
+    """The model is named but its build has not finished yet (the local stack's first run: `duet up --build`)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    retry_later = True
+
+
 class PredictorError(DuetError):
     """The predictor answered with an error that is not the client's fault."""
 

@@ -40,7 +40,7 @@ class PublicModel:
     show: "module:function" behind `duet infer <name> INPUTS...`: `(url, inputs, console, report) -> None`.
     evaluator: "module:function" that `duet models build` runs on a built model folder to measure it and complete
         its card, `(folder, recipe, progress) -> metrics` (None: the build's own metrics are the card's).
-    first_build_minutes: how long a first build (training and evaluation) takes on 2 shared cores
+    first_build_minutes: how long a first build (training and evaluation) takes on 2 idle cores
         (docs/models.md): builds run quickest first, and `duet up --build` says how long the rest will take.
     """
 
@@ -83,7 +83,7 @@ MODELS: dict[str, PublicModel] = {
             smoke="duet.cluster:smoke_mammography",
             show="duet.infer:infer_mammography",
             evaluator="evaluation.served:evaluate_detector",
-            first_build_minutes=11.0,
+            first_build_minutes=5.0,
         ),
         PublicModel(
             name="sentiment",
@@ -96,7 +96,7 @@ MODELS: dict[str, PublicModel] = {
             builder="predictors.sentiment",
             smoke="duet.cluster:smoke_sentiment",
             show="duet.infer:infer_sentiment",
-            first_build_minutes=2.5,
+            first_build_minutes=2.0,
         ),
     )
 }

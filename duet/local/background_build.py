@@ -127,7 +127,7 @@ def announce(job: BackgroundBuild, events: list[BuildEvent], say: Say) -> None:
     for event in events:
         if event.kind == "building":
             minutes = registry.model(event.model).first_build_minutes
-            say("info", f"{event.model}: building (a first build takes about {minutes:g} min on 2 cores; "
+            say("info", f"{event.model}: building (a first build takes about {minutes:g} min on 2 idle cores; "
                 f"progress in {job.log})")
         elif event.kind == "installed":
             say("info", f"{event.model}: built and signed")

@@ -160,6 +160,7 @@ class LocalStack:
         self.log = log or (lambda level, message: say(message))
         self.predictor_kind: str = ""
         self.models: list[str] = []
+        self.building: tuple[str, ...] = ()  # named to the transformer, answered 503 until built
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.events: list[SupervisorEvent] = []
@@ -208,19 +209,20 @@ class LocalStack:
         self.stop()
 
     def start(self, building: tuple[str, ...] = ()) -> None:
-        """Serve every model of `config.models` that is built; `building`: those a build is still making (said
-        so, instead of asking for a build)."""
+        """Serve every model of `config.models` that is built; `building`: models a build is still making, which
+        the transformer answers with a 503 saying so until a `restart` serves them."""
         config = self.config
         config.run_dir.mkdir(parents=True, exist_ok=True)
         self._children.clear()
+        self.building = tuple(name for name in building if name not in config.models)
         wanted = [registry.model(name).triton_model for name in config.models]
         served = repository.built_models(config.model_repository, wanted, config.int8)
         served_names = {model.name for model in served}
         self.models = [name for name in config.models if registry.model(name).triton_model in served_names]
+        for name in self.building:
+            self.say(f"{name}: still building; answered 503 until it is built and served")
         for name in config.models:
-            if name in building:
-                self.say(f"{name}: still building; served once built")
-            elif name not in self.models:
+            if name not in self.models:
                 self.say(f"[yellow]{name}: no built model in {config.model_repository} "
                          "(run `duet models build`); not served[/]")
         if not self.models:
@@ -311,6 +313,8 @@ class LocalStack:
         command = [
             sys.executable, "-m", "transformers_pre",
             *[f"--model={name}" for name in self.models],
+            # A model still building is answered with a 503 that says so, not "does not exist".
+            *[f"--building={name}" for name in self.building],
             f"--predictor_host={self.triton_grpc}", "--predictor_protocol=grpc-v2",
             f"--http_port={config.http_port}", f"--grpc_port={config.grpc_port}", f"--workers={config.workers}",
             f"--bind_address={config.host}",

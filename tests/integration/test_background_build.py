@@ -1,6 +1,7 @@
 """`duet up --build` (what `make up` runs) on a repository with nothing built: it serves sentiment as soon as
-sentiment is built, while the detector is still building, then restarts to serve mammography (and the DICOM
-gateway, which needs it) too. Real quick builds with an empty build cache, real Triton, real transformers."""
+sentiment is built, while the detector is still building (mammography answers 503 "still being built"
+meanwhile), then restarts to serve mammography (and the DICOM gateway, which needs it) too. Real quick builds
+with an empty build cache, real Triton, real transformers."""
 
 from __future__ import annotations
 
@@ -83,7 +84,12 @@ def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) 
         answer = httpx.post(f"{url}/v2/models/sentiment/infer", timeout=120, json={
             "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Harbour reopens"]}]})
         assert answer.status_code == 200, answer.text
-        assert httpx.get(f"{url}/v2/models/mammography/ready", timeout=10).status_code == 404
+        # Mammography is named and says it is building: 503 with Retry-After, never "does not exist".
+        building = httpx.post(f"{url}/v2/models/mammography/infer", timeout=30, json={
+            "inputs": [{"name": "dicom", "shape": [1], "datatype": "BYTES", "data": ["AAAA"]}]})
+        assert building.status_code == 503 and "retry-after" in building.headers, building.text
+        assert "still being built" in building.json()["error"]
+        assert httpx.get(f"{url}/v2/models/mammography/ready", timeout=10).status_code == 503
         # The build's progress goes through duet up's own output, one JSON object per line.
         assert any(entry.get("logger") == "build" for entry in _events(stdout))
 
