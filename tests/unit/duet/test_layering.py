@@ -15,8 +15,8 @@ from duet.paths import ROOT
 
 PACKAGE = ROOT / "transformers_pre"
 # Inside transformers_pre: its layers, by module (docs/architecture.md). `__main__` wires them all together.
-CORE = {"artifacts", "base", "blob", "body", "clinical_use", "codecs", "contract", "errors", "kserve_compat",
-        "logs", "metrics", "predictor_client", "registry", "settings", "versions"}
+CORE = {"artifacts", "base", "blob", "body", "building", "clinical_use", "codecs", "contract", "errors",
+        "kserve_compat", "logs", "metrics", "predictor_client", "registry", "settings", "versions"}
 TRANSPORT = {"access", "binary_request", "dataplane", "grpc_interceptors", "grpc_servicer", "middleware",
              "rest_errors", "routes", "server"}
 MODELS = {"dicom", "text"}
