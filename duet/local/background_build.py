@@ -152,15 +152,31 @@ def wait_until_servable(job: BackgroundBuild, stopping: threading.Event, say: Sa
 
 
 def serve_new_builds(job: BackgroundBuild, stack: LocalStack, requested: tuple[str, ...], say: Say) -> bool:
-    """Add the models installed since the stack started (restarting it); True when the stack changed."""
+    """Add the models installed since the stack started, or drop the "still being built" answer of those the
+    build ended without (a refused gate, a crash), restarting the stack; True when the stack changed."""
     announce(job, job.poll(), say)
-    new = [name for name in job.installed if name not in stack.config.models]
-    if not new:
+    new, abandoned = stack_changes(job.installed, job.finished, stack.config.models, stack.building)
+    if not new and not abandoned:
         return False
+    if job.finished and job.returncode and not job.failed:
+        say("error", f"the model build exited with code {job.returncode} (see {job.log})")
     stack.config.models = tuple(name for name in requested if name in stack.config.models or name in new)
-    say("info", f"{', '.join(new)}: restarting the stack to serve it too (a few seconds)")
+    if new:
+        say("info", f"{', '.join(new)}: restarting the stack to serve it too (a few seconds)")
+    if abandoned:
+        say("error", f"{', '.join(abandoned)}: not built, so not served (see {job.log}); restarting the stack "
+            "without it")
     stack.restart(building=still_building(job, requested))
     return True
+
+
+def stack_changes(installed: list[str], build_finished: bool, served: tuple[str, ...],
+                  building: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """What the stack must change: the models installed but not yet served, and (once the build has ended) the
+    models still announced as building that it did not install."""
+    new = [name for name in installed if name not in served]
+    abandoned = [name for name in building if name not in installed] if build_finished else []
+    return new, abandoned
 
 
 def still_building(job: BackgroundBuild, requested: tuple[str, ...]) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from duet.local.background_build import BackgroundBuild, BuildEvents, still_building
+from duet.local.background_build import BackgroundBuild, BuildEvents, stack_changes, still_building
 
 
 def test_events_are_read_back_once_and_a_half_written_line_waits(tmp_path: Path) -> None:
@@ -43,3 +43,13 @@ def test_until_the_build_ends_every_model_not_installed_or_refused_is_still_buil
 def test_without_a_path_emitting_writes_nothing(tmp_path: Path) -> None:
     BuildEvents(None).emit("sentiment", "installed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_stack_adds_each_model_installed_and_drops_those_the_build_ended_without() -> None:
+    # Sentiment served, the detector building: nothing to do until the build reports.
+    assert stack_changes(["sentiment"], False, ("sentiment",), ("mammography",)) == ([], [])
+    # The detector installed: serve it.
+    assert stack_changes(["sentiment", "mammography"], False, ("sentiment",), ("mammography",)) == (
+        ["mammography"], [])
+    # The build ended without it (a refused gate): stop answering "still being built".
+    assert stack_changes(["sentiment"], True, ("sentiment",), ("mammography",)) == ([], ["mammography"])
