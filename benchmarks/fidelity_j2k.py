@@ -11,7 +11,7 @@ Three measurements, each through the transformer's own code (`study.prepare_pixe
    (window from the file, or the min-max fallback; area resize of the whole frame to the model's fit), or why the
    service would refuse the file before decoding;
 3. a held-out set of synthetic single-view studies (`duet.synthetic_dicom` in the `Namespace.HELD_OUT` seed space of
-   `predictors.seed_spaces`, which by construction shares no random stream with the detector's training or build
+   `models.seed_spaces`, which by construction shares no random stream with the detector's training or build
    evaluation phantoms): mAP@0.5 and malignancy (risk) ROC AUC through each path.
 Prints the tables; `--markdown PATH` writes them into PATH's "## Mammography end to end" section, under
 "### Fidelity of resolution-aware decoding" (replaced on each run).
@@ -36,9 +36,9 @@ from sklearn.metrics import roc_auc_score
 
 from duet.paths import MODEL_REPOSITORY
 from duet.synthetic_dicom import synth_image
-from predictors.detector.evaluate import average_precision
-from predictors.detector.phantom import CLASS_NAMES
-from predictors.seed_spaces import Namespace
+from models.detector.evaluate import average_precision
+from models.detector.phantom import CLASS_NAMES
+from models.seed_spaces import Namespace
 from transformers_pre.dicom.decode import (
     JPEG2000_SYNTAXES,
     check_codestream,

@@ -5,7 +5,7 @@ with its default session options, one `session.run` per request, no batching acr
 access log. It answers the same v2 JSON request as duet's `sentiment` model with the same three outputs, so the
 same load generator drives both:
 
-    python benchmarks/naive_sentiment_server.py --model-dir predictors/model_repository/sentiment --port 8090
+    python benchmarks/naive_sentiment_server.py --model-dir models/model_repository/sentiment --port 8090
 
 It exists for `duet bench` only; nothing in duet imports it.
 """

@@ -1,6 +1,6 @@
 """The ceiling: ONNX Runtime alone on the sentiment model file, no server, no tokenizer, no copies.
 
-    python benchmarks/ort_ceiling.py --model-dir predictors/model_repository/sentiment --batch 1 --seconds 5
+    python benchmarks/ort_ceiling.py --model-dir models/model_repository/sentiment --batch 1 --seconds 5
 
 Feeds pre-tokenised synthetic headlines (padded to the longest of each batch, as every server here does) to one
 `InferenceSession` with its default options (one intra-op thread per core) in a closed loop, and prints one JSON

@@ -61,8 +61,8 @@ def models_build(
 ) -> None:
     """Train, export, verify and install the models (cached by recipe hash), quickest first; the repository is
     signed after each model, so each can be served as soon as it is installed."""
-    from predictors.build import build_model
-    from predictors.gates import QualityGateError
+    from models.build import build_model
+    from models.gates import QualityGateError
 
     from .artifacts import sign_local_build
     from .local.background_build import BuildEvents

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from predictors.seed_spaces import Namespace
+from models.seed_spaces import Namespace
 
 from .progress import progress_bar
 from .synthetic_dicom import DEFAULT_OUT, SYNTAXES, VIEWS, VOIS, synth_image, write_study

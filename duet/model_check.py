@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from predictors import model_config
+from models import model_config
 from transformers_pre import registry
 
 # ONNX Runtime's element types by the name the contract uses, and Triton's config names for them.

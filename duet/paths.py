@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_REPOSITORY = ROOT / "predictors" / "model_repository"
+MODEL_REPOSITORY = ROOT / "models" / "model_repository"
 RUN_DIR = ROOT / ".duet" / "run"
 
 

@@ -2,7 +2,7 @@
 `duet/dicom_synth.py`).
 
 Real MG "for presentation" files (Digital Mammography X-Ray Image Storage - For Presentation) built on the detector's
-phantom generator (`predictors.detector.phantom`): sizes up to 4096 x 3328, 12/14/16-bit, MONOCHROME1 or
+phantom generator (`models.detector.phantom`): sizes up to 4096 x 3328, 12/14/16-bit, MONOCHROME1 or
 MONOCHROME2, with a window (LINEAR, two-valued, LINEAR_EXACT or SIGMOID), with a VOI LUT Sequence or with no VOI
 at all, left/right x CC/MLO, written in Explicit VR Little Endian, RLE Lossless, JPEG-LS Lossless or JPEG 2000
 Lossless, or 8-bit in lossy JPEG Baseline (Pillow's libjpeg, quality 95). Headers are those of a conformant MG
@@ -17,7 +17,7 @@ wall right (PatientOrientation P), as mammograms are usually hung. The ground tr
 stored pixels: (x_min, y_min, x_max, y_max), pixel (r, c) covering [c, c+1) x [r, r+1).
 
 Everything is deterministic per seed (pixels, UIDs, patient). Phantoms are seeded in the TEST namespace of
-`predictors.seed_spaces` (or HELD_OUT when asked), which by construction shares no random stream with the
+`models.seed_spaces` (or HELD_OUT when asked), which by construction shares no random stream with the
 detector's training or build-time held-out phantoms, whatever the seed and view index.
 """
 
@@ -46,8 +46,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from predictors.detector.phantom import CLASS_NAMES, make_phantom
-from predictors.seed_spaces import Namespace, phantom_seed
+from models.detector.phantom import CLASS_NAMES, make_phantom
+from models.seed_spaces import Namespace, phantom_seed
 
 MG_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 Photometric = Literal["MONOCHROME2", "MONOCHROME1"]
@@ -209,7 +209,7 @@ def synth_image(
     """One synthetic MG image.
 
     seed: the phantom, with `index` and `namespace` (`make_phantom` gets a generator seeded by
-    `predictors.seed_spaces.phantom_seed(namespace, seed, index)`); seed and index in [0, 2**32).
+    `models.seed_spaces.phantom_seed(namespace, seed, index)`); seed and index in [0, 2**32).
     study_seed: seeds the patient and the study/series UIDs, so images of one study share them (default `seed`).
     rows, columns: stored size in pixels (16 .. 4096 x 3328 and beyond); bits: BitsStored (12, 14 or 16, in 16
     allocated bits; default 12), except JPEG Baseline: 8 in 8; photometric, voi, syntax: see the module docstring

@@ -1,5 +1,5 @@
-"""Model evaluation through the served pipeline (may import both `predictors` and `transformers_pre`).
+"""Model evaluation through the served pipeline (may import both `models` and `transformers_pre`).
 
-`predictors` builds models and never imports the transformer; this package measures a built model the way the
+`models` builds models and never imports the transformer; this package measures a built model the way the
 transformer serves it, and its numbers are what the model cards report.
 """

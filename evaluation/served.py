@@ -8,7 +8,7 @@ served score threshold, the one (class-agnostic) NMS, boxes mapped back to store
 whose views are all judged non-diagnostic is answered 422 by the service: here it contributes no detections and
 no risk (counted as `refused_studies`).
 
-Seed spaces (`predictors.seed_spaces`): held-out studies in `Namespace.HELD_OUT`, calibration studies in
+Seed spaces (`models.seed_spaces`): held-out studies in `Namespace.HELD_OUT`, calibration studies in
 `Namespace.CALIBRATION`; neither shares a random stream with training phantoms or with each other. Study k of a
 split has 1 + k % 4 views (L CC, R CC, L MLO, R MLO), so every study size is represented.
 
@@ -38,10 +38,10 @@ from rich.progress import Progress
 from sklearn.metrics import roc_auc_score
 
 from duet.synthetic_dicom import PHOTOMETRICS, VIEWS, synth_image
-from predictors.cards import write_card
-from predictors.detector.evaluate import average_precision
-from predictors.detector.phantom import CLASS_NAMES
-from predictors.seed_spaces import Namespace
+from models.cards import write_card
+from models.detector.evaluate import average_precision
+from models.detector.phantom import CLASS_NAMES
+from models.seed_spaces import Namespace
 from transformers_pre.dicom.findings import (
     CALIBRATION_FILE,
     RiskCalibration,

@@ -1,6 +1,6 @@
 """Whether the served model is cleared for clinical use, as its model card says.
 
-A model is cleared only when the `card.json` beside it (predictors/cards.py writes it) holds
+A model is cleared only when the `card.json` beside it (models/cards.py writes it) holds
 `"cleared_for_clinical_use": true`. Anything else (no card, no field, false) serves the model labelled
 "NOT FOR CLINICAL USE": the shipped synthetic-phantom detector has no such field, and a site's own model clears the
 label through its own card, never through a request. The card's `clinical_validity` statement, when present, is

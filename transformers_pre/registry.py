@@ -7,7 +7,7 @@ the local stack, the benchmarks, the tests and, through a test that compares the
 
 It lives in `transformers_pre` because the transformer image carries only this package, and it imports nothing:
 code is named by "module:attribute" strings and imported only by the process that runs it (the transformer
-never imports the build code or the CLI, `predictors/` never imports this module; `duet` passes it what it
+never imports the build code or the CLI, `models/` never imports this module; `duet` passes it what it
 needs). Adding a model is one entry here plus the model's own code (see docs/models.md, "Adding a model").
 """
 
@@ -32,7 +32,7 @@ class PublicModel:
     side_files: files beside the model (same storage URI) that the transformer reads at load time, relative to
         `<repository>/<triton_model>/`; every build writes them.
     optional_side_files: side files the transformer uses when present and does without otherwise.
-    builder: the build package under `predictors/`; `<builder>.build` has `recipe(quick)` and
+    builder: the build package under `models/`; `<builder>.build` has `recipe(quick)` and
         `build(folder, recipe, progress)`. Its last part is the `duet models build --only` name.
     smoke: "module:function" sending one request and checking the answer for `duet cluster smoke`:
         `(httpx_client, base_url, host_header, seed) -> summary`, raising ValueError when the answer breaks the
@@ -79,7 +79,7 @@ MODELS: dict[str, PublicModel] = {
             outputs=("boxes", "scores", "labels", "image_index", "quality", "risk"),
             side_files=("labels.txt", "thresholds.json"),
             optional_side_files=("calibration.json",),
-            builder="predictors.detector",
+            builder="models.detector",
             smoke="duet.cluster:smoke_mammography",
             show="duet.infer:infer_mammography",
             evaluator="evaluation.served:evaluate_detector",
@@ -93,7 +93,7 @@ MODELS: dict[str, PublicModel] = {
             outputs=("probabilities", "label", "entropy"),
             side_files=("tokenizer.json", "labels.txt", "preprocess.json"),
             optional_side_files=(),
-            builder="predictors.sentiment",
+            builder="models.sentiment",
             smoke="duet.cluster:smoke_sentiment",
             show="duet.infer:infer_sentiment",
             first_build_minutes=2.0,

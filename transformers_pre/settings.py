@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DUET_", extra="ignore")
 
     model_repository: Path = Field(
-        Path("predictors/model_repository"),
+        Path("models/model_repository"),
         description="Folder with the predictor's models and their side files (tokenizer.json, labels.txt); "
         "on a cluster the same storageUri mounted at /mnt/models.",
     )

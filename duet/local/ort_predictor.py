@@ -2,7 +2,7 @@
 
 Used where the bundled Triton cannot run. Same model names, tensor names and v2 metadata as Triton, and a small
 dynamic batcher (requests gathered up to `max_batch_size` rows or `max_queue_delay_microseconds`, then one ONNX
-Runtime call and the outputs split back by `predictors.triton_python_backend.batching`, as in the Triton
+Runtime call and the outputs split back by `models.triton_python_backend.batching`, as in the Triton
 wrapper). Picks CUDA (and TensorRT when asked) where onnxruntime-gpu and a GPU exist.
 
 Run as `python -m duet.local.ort_predictor --models-file models.json --http_port 8000 --grpc_port 8001`.
@@ -23,7 +23,7 @@ from kserve import InferRequest, InferResponse, Model, model_server
 from kserve.errors import InvalidInput
 from kserve.utils.utils import from_np_dtype
 
-from predictors.triton_python_backend.batching import concatenate, split
+from models.triton_python_backend.batching import concatenate, split
 from transformers_pre.grpc_interceptors import duet_grpc_interceptors
 from transformers_pre.kserve_compat import BoundModelServer
 

@@ -2,7 +2,7 @@
 
 The committed `config.pbtxt` files are for Triton's container (`platform: onnxruntime_onnx`, KIND_GPU). Locally
 the same tensor names, `max_batch_size`, `dynamic_batching` and warmup are kept, and the ONNX file is run by
-`predictors/triton_python_backend/model.py` with ONNX Runtime on the CPU.
+`models/triton_python_backend/model.py` with ONNX Runtime on the CPU.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictors import model_config
+from models import model_config
 
-BACKEND_MODEL = Path(__file__).resolve().parents[2] / "predictors" / "triton_python_backend" / "model.py"
+BACKEND_MODEL = Path(__file__).resolve().parents[2] / "models" / "triton_python_backend" / "model.py"
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def write_manifest(root: Path) -> dict:
 def repository(tmp_path: Path) -> Path:
     """The project's Triton model configurations as a repository, a weights file, and their manifest."""
     root = tmp_path / "repository"
-    shutil.copytree(REPO / "predictors" / "model_repository", root,
+    shutil.copytree(REPO / "models" / "model_repository", root,
                     ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
     (root / "sentiment" / "1").mkdir(parents=True, exist_ok=True)
     (root / "sentiment" / "1" / "weights.bin").write_bytes(bytes(range(256)) * 64)

@@ -18,7 +18,7 @@ from chart_support import CHART, REPO
 from packaging.requirements import Requirement
 
 TRANSFORMER_DOCKERFILE = REPO / "transformers_pre" / "Dockerfile"
-MODEL_DOCKERFILE = REPO / "predictors" / "Dockerfile"
+MODEL_DOCKERFILE = REPO / "models" / "Dockerfile"
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
@@ -90,10 +90,10 @@ def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile):
 
 def test_dockerignore_keeps_the_context_small():
     for heavy in (".venv/bin/python", ".git/HEAD", ".duet/tools/helm", "tests/chart/conftest.py",
-                  "predictors/detector/train.py", "transformers_pre/__pycache__/x.pyc"):
+                  "models/detector/train.py", "transformers_pre/__pycache__/x.pyc"):
         assert dockerignore_excludes(heavy), heavy
     for needed in ("pyproject.toml", "transformers_pre/dicom/decode.py",
-                   "predictors/model_repository/sentiment/1/model.onnx"):
+                   "models/model_repository/sentiment/1/model.onnx"):
         assert not dockerignore_excludes(needed), needed
 
 
@@ -195,11 +195,11 @@ def test_images_run_as_the_non_root_users_the_chart_expects():
 
 def test_model_image_puts_the_repository_where_kserve_modelcar_looks():
     copies = [args for keyword, args in instructions(MODEL_DOCKERFILE) if keyword == "COPY"]
-    assert copies == ["predictors/model_repository/ /models/"]
+    assert copies == ["models/model_repository/ /models/"]
     base = next(args for keyword, args in instructions(MODEL_DOCKERFILE) if keyword == "FROM")
     assert base.startswith("busybox:"), "modelcar needs a shell and sleep in the image"
     for model in ("mammo_detector", "sentiment"):
-        assert (REPO / "predictors" / "model_repository" / model / "config.pbtxt").is_file()
+        assert (REPO / "models" / "model_repository" / model / "config.pbtxt").is_file()
 
 
 def test_transformer_image_has_what_the_dev_hot_reload_runs(render):

@@ -57,7 +57,7 @@ def test_skaffold_config_is_current_and_names_existing_paths():
     artifacts = {a["image"]: a for a in SKAFFOLD["build"]["artifacts"]}
     assert set(artifacts) == {"duet-transformer", "duet-models", "duet-gateway"}
     assert artifacts["duet-transformer"]["docker"]["dockerfile"] == "transformers_pre/Dockerfile"
-    assert artifacts["duet-models"]["docker"]["dockerfile"] == "predictors/Dockerfile"
+    assert artifacts["duet-models"]["docker"]["dockerfile"] == "models/Dockerfile"
     assert artifacts["duet-gateway"]["docker"]["dockerfile"] == "gateway/Dockerfile"
     for artifact in artifacts.values():
         context = REPO / artifact.get("context", ".")

@@ -28,10 +28,10 @@ DEADLINE_S = 600.0  # two quick builds and two stack starts on 2 busy cores
 
 def _committed_repository(target: Path) -> Path:
     """The model repository as a fresh clone has it: configs, no built model."""
-    listed = subprocess.run(["git", "ls-files", "predictors/model_repository"], cwd=ROOT, check=True,
+    listed = subprocess.run(["git", "ls-files", "models/model_repository"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.split()
     for name in listed:
-        destination = target / Path(name).relative_to("predictors/model_repository")
+        destination = target / Path(name).relative_to("models/model_repository")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, destination)
     return target

@@ -1,4 +1,4 @@
-"""A detector from outside the project: built here with `onnx.helper`, not by `predictors/` or torch.
+"""A detector from outside the project: built here with `onnx.helper`, not by `models/` or torch.
 
 It stands for an ML team's own model: a different input (FP16, 3 channels, 96 x 80), a different K (7), its
 own two labels, and no build package, card or warmup. The graph is small but real: quality and malignancy are

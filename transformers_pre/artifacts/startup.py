@@ -23,7 +23,7 @@ class ArtifactSettings(BaseSettings):
 
     verify_artifacts: bool = False
     artifact_public_key: Path | None = None  # without one only the digests are checked (a warning says so)
-    model_repository: Path = Path("predictors/model_repository")
+    model_repository: Path = Path("models/model_repository")
 
 
 def verify_mounted_repository(settings: ArtifactSettings | None = None) -> None:

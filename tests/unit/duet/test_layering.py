@@ -57,8 +57,8 @@ def layer_of(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("package", "forbidden"), [
-    ("transformers_pre", {"torch", "onnxruntime", "duet", "predictors", "evaluation", "typer", "locust"}),
-    ("predictors", {"transformers_pre", "duet", "evaluation", "kserve"}),
+    ("transformers_pre", {"torch", "onnxruntime", "duet", "models", "evaluation", "typer", "locust"}),
+    ("models", {"transformers_pre", "duet", "evaluation", "kserve"}),
 ])
 def test_a_package_never_imports_what_its_layer_may_not(package: str, forbidden: set[str]) -> None:
     offending = {str(path.relative_to(ROOT)): sorted(top_level_imports(path) & forbidden)

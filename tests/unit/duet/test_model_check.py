@@ -13,7 +13,7 @@ from foreign_detector import write_model_folder
 
 from duet.model_check import check_folder, write_config
 from duet.paths import MODEL_REPOSITORY
-from predictors import model_config
+from models import model_config
 
 
 def foreign(tmp_path: Path, **breakage: bool) -> Path:

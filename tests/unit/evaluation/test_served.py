@@ -19,10 +19,10 @@ from evaluation.served import (
     held_out_metrics,
     run_split,
 )
-from predictors.seed_spaces import Namespace
+from models.seed_spaces import Namespace
 from transformers_pre.dicom.findings import CALIBRATION_FILE, RiskCalibration, load_calibration
 
-INSTALLED = Path(__file__).resolve().parents[3] / "predictors" / "model_repository" / "mammo_detector"
+INSTALLED = Path(__file__).resolve().parents[3] / "models" / "model_repository" / "mammo_detector"
 
 
 def _answer(quality: list[float], boxes: list, labels: list[str], index: list[int], scores: list[float],
@@ -65,12 +65,12 @@ def test_metrics_of_known_answers() -> None:
 def quick_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     pytest.importorskip("torch")
     from evaluation.served import evaluate_detector
-    from predictors.build import build_model
+    from models.build import build_model
 
     root = tmp_path_factory.mktemp("served")
     with Progress(disable=True) as progress:
         card = build_model("mammo_detector", root / "repository", root / "cache", progress,
-                           builder="predictors.detector", quick=True, say=lambda _: None,
+                           builder="models.detector", quick=True, say=lambda _: None,
                            evaluate=evaluate_detector)
     return root / "repository" / "mammo_detector", card
 
@@ -97,7 +97,7 @@ def test_a_quick_build_is_evaluated_through_the_served_pipeline(quick_detector: 
 def test_reduced_and_full_jpeg2000_decoding_agree_within_002_on_a_small_held_out_set() -> None:
     """Issue 10: the held-out mAP and risk AUC through the reduced path are within 0.02 of the full path.
 
-    The full build's gate checks it on the whole held-out split (200 studies; `predictors.gates.CEILINGS`); this
+    The full build's gate checks it on the whole held-out split (200 studies; `models.gates.CEILINGS`); this
     checks it on that split's first 40 studies (about 100 views). Fewer are too few to say: on 16 studies the
     per-class APs rest on a handful of lesions each and the mAP difference swung to 0.06 either way."""
     split = SplitConfig(Namespace.HELD_OUT, seed=0, studies=40, rows=1024, columns=832, syntax="j2k")

@@ -35,7 +35,7 @@ from transformers_pre.settings import PredictorSettings, Settings
 from transformers_pre.text.model import SentimentModel
 
 API_DOC = ROOT / "docs" / "api.md"
-MODEL_REPOSITORY = ROOT / "predictors" / "model_repository"
+MODEL_REPOSITORY = ROOT / "models" / "model_repository"
 # What the router answers itself, before any handler of duet's or KServe's runs.
 ROUTER_STATUSES = {404, 405}
 

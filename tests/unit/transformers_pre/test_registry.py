@@ -18,7 +18,7 @@ import yaml
 from kserve import Model
 
 from duet.paths import MODEL_REPOSITORY, ROOT
-from predictors import model_config
+from models import model_config
 from transformers_pre import registry
 from transformers_pre.predictor_client import PredictorClient
 from transformers_pre.settings import PredictorSettings, Settings
@@ -103,7 +103,7 @@ def test_the_build_package_has_a_recipe_and_a_build(spec: registry.PublicModel) 
     tree = ast.parse(Path(found.origin).read_text())
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert {"recipe", "build"} <= set(functions), spec.builder
-    # predictors.build calls recipe(quick=...) and build(folder, recipe, progress).
+    # models.build calls recipe(quick=...) and build(folder, recipe, progress).
     assert "quick" in [arg.arg for arg in functions["recipe"].args.args], spec.builder
     assert len(functions["build"].args.args) == 3, spec.builder
 
@@ -137,6 +137,6 @@ def test_the_cli_offers_every_registered_model() -> None:
 
 
 def test_the_gate_floors_cover_every_registered_model() -> None:
-    from predictors.gates import FLOORS
+    from models.gates import FLOORS
 
     assert set(FLOORS) == {spec.triton_model for spec in SPECS}

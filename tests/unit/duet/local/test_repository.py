@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 from duet.local import repository
-from predictors import model_config
+from models import model_config
 from transformers_pre.registry import MODELS
 
-SOURCE = Path(__file__).resolve().parents[4] / "predictors" / "model_repository"
+SOURCE = Path(__file__).resolve().parents[4] / "models" / "model_repository"
 TRITON_MODELS = [spec.triton_model for spec in MODELS.values()]
 
 

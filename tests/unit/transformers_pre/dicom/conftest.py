@@ -21,7 +21,7 @@ from kserve import InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 from onnx import TensorProto, helper
 
-from predictors.detector.phantom import CLASS_NAMES
+from models.detector.phantom import CLASS_NAMES
 from transformers_pre.predictor_client import ModelMetadata, TensorSpec
 from transformers_pre.settings import Settings
 

@@ -21,7 +21,7 @@ from duet.synthetic_dicom import synth_image
 from transformers_pre.clinical_use import CLEARED_FIELD, InvalidModelCard, read_clinical_use
 from transformers_pre.settings import DicomSettings, Settings
 
-SHIPPED_DETECTOR = Path(__file__).resolve().parents[4] / "predictors" / "model_repository" / "mammo_detector"
+SHIPPED_DETECTOR = Path(__file__).resolve().parents[4] / "models" / "model_repository" / "mammo_detector"
 SEED, ROWS, COLUMNS = 43, 512, 416
 
 

@@ -1,4 +1,0 @@
-"""The `sentiment` predictor: all-MiniLM-L6-v2 fine-tuned for 3-class news sentiment, exported to ONNX.
-
-Entry points for the model build orchestrator are `predictors.sentiment.build.recipe` and `.build`.
-"""
