@@ -130,7 +130,7 @@ def announce(job: BackgroundBuild, events: list[BuildEvent], say: Say) -> None:
             say("info", f"{event.model}: building (a first build takes about {minutes:g} min on 2 idle cores; "
                 f"progress in {job.log})")
         elif event.kind == "installed":
-            say("info", f"{event.model}: built and signed")
+            say("info", f"{event.model}: ready to serve (built, gated and signed)")
         elif event.kind == "failed":
             say("error", f"{event.model}: build refused, not served: {event.message} (see {job.log})")
 

@@ -80,7 +80,7 @@ def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) 
         assert first["models"] == ["sentiment"] and "gateway_dimse" not in first
         messages = [entry.get("message", "") for entry in _events(stdout)]
         assert any(m.startswith("mammography: building") for m in messages), messages
-        assert not any(m.startswith("mammography: built") for m in messages[:messages.index("duet is up")])
+        assert not any(m.startswith("mammography: ready") for m in messages[:messages.index("duet is up")])
         answer = httpx.post(f"{url}/v2/models/sentiment/infer", timeout=120, json={
             "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Harbour reopens"]}]})
         assert answer.status_code == 200, answer.text
