@@ -55,6 +55,7 @@ def test_verify_names_a_truncated_model_and_exits_1(repository: Path, tmp_path: 
     assert "artifact check failed: sentiment/1/model.onnx: size 100 bytes" in verified.stderr.replace("\n", "")
 
 
+@pytest.mark.slow  # the CLI in a child interpreter, twice or more
 def test_a_release_key_pair_signs_and_the_development_key_does_not_verify_it(repository: Path,
                                                                              tmp_path: Path) -> None:
     # A release is verified with its public key; this user's development key must not vouch for it.
@@ -74,6 +75,7 @@ def test_a_release_key_pair_signs_and_the_development_key_does_not_verify_it(rep
     assert "does not verify" in against_dev.stderr.replace("\n", "")
 
 
+@pytest.mark.slow  # the CLI in a child interpreter, twice or more
 def test_encrypt_then_decrypt_restores_a_repository_that_verifies(repository: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     key_file = tmp_path / "artifact.key"

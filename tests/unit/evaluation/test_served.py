@@ -93,6 +93,7 @@ def test_a_quick_build_is_evaluated_through_the_served_pipeline(quick_detector: 
     assert "through the served pipeline" in (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (INSTALLED / "1" / "model.onnx").exists(), reason="no built mammo_detector installed")
 def test_reduced_and_full_jpeg2000_decoding_agree_within_002_on_a_small_held_out_set() -> None:
     """Issue 10: the held-out mAP and risk AUC through the reduced path are within 0.02 of the full path.

@@ -20,6 +20,8 @@ import pytest
 
 from duet.paths import ROOT
 
+pytestmark = pytest.mark.slow  # a locust child interpreter: seconds per test on 2 cores
+
 SENTIMENT_REPLY = json.dumps({
     "model_name": "sentiment",
     "outputs": [

@@ -37,6 +37,8 @@ from transformers_pre.dicom.report import Device, SeriesLabel, build_report
 from transformers_pre.dicom.study import read_study
 from transformers_pre.settings import DicomSettings
 
+pytestmark = pytest.mark.slow  # PixelMed's validator in a JVM: seconds per test on 2 cores
+
 JAVA = shutil.which("java")
 PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
 VALIDATE_EACH = Path(__file__).parent / "pixelmed" / "ValidateEach.java"
