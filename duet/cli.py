@@ -232,6 +232,8 @@ def up(
         while not stopping.wait(0.25):
             follower.poll()
             if job and serve_new_builds(job, stack, requested, output.event):
+                if prom:
+                    prom.reload()
                 _print_endpoints(stack, prom, output)
         follower.poll()
     except StackError as error:
@@ -368,7 +370,7 @@ def _print_endpoints(stack, prom, output: UpOutput) -> None:
 
 def _gateway_endpoints(stack) -> dict[str, str]:
     gateway = stack.config.gateway
-    if gateway is None or "gateway" not in stack.processes:
+    if not stack.runs_gateway:
         return {}
     return {"gateway_dimse": f"{gateway.ae_title}@{stack.config.host}:{gateway.port}",
             "gateway_stow": f"{stack.gateway_http}/studies"}

@@ -65,7 +65,7 @@ class PrometheusServer:
         interval = f"{self.interval_s:g}s"
         host = self.stack.config.host
         targets = {TRANSFORMER_JOB: self.stack.config.http_port, TRITON_JOB: self.stack.config.triton.metrics}
-        if self.stack.config.gateway is not None:
+        if self.stack.runs_gateway:
             # The gateway serves /metrics on its HTTP port; without this job its "down" alert would fire forever.
             targets[GATEWAY_JOB] = self.stack.config.gateway.http_port
         return {
@@ -83,20 +83,29 @@ class PrometheusServer:
         """The chart's rules file as its PrometheusRule template adapts it to one release: recorded series carry
         `duet_release`, and the gateway's group only where a gateway runs."""
         rules = yaml.safe_load(RULES_FILE.read_text())
-        groups = [g for g in rules["groups"] if self.stack.config.gateway is not None or g["name"] != GATEWAY_GROUP]
+        groups = [g for g in rules["groups"] if self.stack.runs_gateway or g["name"] != GATEWAY_GROUP]
         for group in groups:
             for rule in group["rules"]:
                 if "record" in rule:
                     rule["labels"] = {**rule.get("labels", {}), "duet_release": LOCAL_RELEASE}
         return {"groups": groups}
 
-    def start(self, timeout_s: float = 60.0) -> None:
-        if not self.binary:
-            raise PrometheusUnavailable("no prometheus binary on PATH: apt-get install prometheus")
+    def _write_files(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "rules.yml").write_text(yaml.safe_dump(self.rules(), sort_keys=False))
         config_file = self.folder / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        return config_file
+
+    def reload(self) -> None:
+        """Scrape and judge what the stack runs now (a gateway started with mammography after a first build)."""
+        self._write_files()
+        httpx.post(f"{self.url}/-/reload", timeout=10).raise_for_status()
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        if not self.binary:
+            raise PrometheusUnavailable("no prometheus binary on PATH: apt-get install prometheus")
+        config_file = self._write_files()
         log = (self.folder / "prometheus.log").open("ab")
         self.process = subprocess.Popen(
             [self.binary, f"--config.file={config_file}", f"--storage.tsdb.path={self.folder / 'data'}",

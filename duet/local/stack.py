@@ -336,8 +336,13 @@ class LocalStack:
     def gateway_http(self) -> str:
         return f"http://{self.config.host}:{self.config.gateway.http_port}" if self.config.gateway else ""
 
+    @property
+    def runs_gateway(self) -> bool:
+        """Whether this stack runs the DICOM gateway: configured, and mammography (which it sends to) is served."""
+        return self.config.gateway is not None and "mammography" in self.models
+
     def _start_gateway(self) -> None:
-        if self.config.gateway is None or "mammography" not in self.models:
+        if not self.runs_gateway:
             return
         env = {**os.environ, "PYTHONPATH": str(ROOT),
                **gateway.environment(self.config.gateway, self.config.host, self.transformer_http, self.config.run_dir)}

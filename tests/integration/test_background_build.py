@@ -59,17 +59,32 @@ def _wait_for(stdout: Path, process: subprocess.Popen, predicate, what: str) -> 
     raise AssertionError(f"no {what}; duet up said:\n{stdout.read_text()[-4000:]}")
 
 
+def _scraped_jobs(port: int, must_have: str) -> set[str]:
+    """The jobs the local Prometheus scrapes, once `must_have` is among them or after 30 s (it applies its
+    configuration asynchronously after a start or a reload)."""
+    deadline = time.monotonic() + 30
+    while True:
+        targets = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        jobs = {target["labels"]["job"] for target in targets}
+        if must_have in jobs or time.monotonic() > deadline:
+            return jobs
+        time.sleep(0.5)
+
+
 def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) -> None:
     repository = _committed_repository(tmp_path / "repository")
     run_dir = tmp_path / "run"
-    http, grpc, t_http, t_grpc, t_metrics, dimse, gateway_http = free_ports(7)
+    http, grpc, t_http, t_grpc, t_metrics, dimse, gateway_http, prometheus_port = free_ports(8)
+    # With Debian's Prometheus, the local one too: it must scrape the gateway once, and only once, it runs.
+    prometheus = ["--prometheus", f"--prometheus-port={prometheus_port}"] if shutil.which("prometheus") else []
     stdout = tmp_path / "stdout"
     with stdout.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "duet.cli", "up", "--build", "--quick-build", "--predictor=triton",
              f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
              f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--gateway-port={dimse}",
-             f"--gateway-http-port={gateway_http}", f"--run-dir={run_dir}", f"--model-repository={repository}"],
+             f"--gateway-http-port={gateway_http}", f"--run-dir={run_dir}", f"--model-repository={repository}",
+             *prometheus],
             stdout=output, stderr=subprocess.STDOUT, cwd=ROOT,
             # An empty build cache: both models really build, as on a fresh machine.
             env={**os.environ, "PYTHONPATH": str(ROOT), "DUET_CACHE_DIR": str(tmp_path / "cache")},
@@ -92,6 +107,8 @@ def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) 
         assert httpx.get(f"{url}/v2/models/mammography/ready", timeout=10).status_code == 503
         # The build's progress goes through duet up's own output, one JSON object per line.
         assert any(entry.get("logger") == "build" for entry in _events(stdout))
+        if prometheus:
+            assert _scraped_jobs(prometheus_port, "duet-transformer") == {"duet-transformer", "duet-triton"}
 
         second = _wait_for(stdout, process, lambda e: e.get("message") == "duet is up"
                            and e.get("models") == ["mammography", "sentiment"], "'duet is up' with mammography")
@@ -99,6 +116,8 @@ def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) 
         for model in ("mammography", "sentiment"):
             assert httpx.get(f"{url}/v2/models/{model}/ready", timeout=10).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{gateway_http}/readyz", timeout=10).status_code == 200
+        if prometheus:
+            assert "duet-gateway" in _scraped_jobs(prometheus_port, "duet-gateway")
         card = json.loads((repository / "mammo_detector" / "card.json").read_text())
         assert card["quality_gates"]["passed"] is True
         children = descendants(process.pid)
