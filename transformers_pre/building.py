@@ -13,8 +13,8 @@ from .errors import ModelStillBuilding
 
 class ModelBeingBuilt(Model):
     """Stands in for a public model until its build is installed; the stack then restarts the transformer with
-    the real one. The dataplane's readiness check raises `refusal()` for it (KServe checks readiness before
-    every infer), and so do `load` and the metadata, so each request gets the 503 with its reason."""
+    the real one. KServe asks a model's `healthy()` before every readiness answer and infer, and this one
+    answers with its refusal, as its metadata does, so each request gets the 503 with its reason."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -25,7 +25,11 @@ class ModelBeingBuilt(Model):
             f"model {self.name} is still being built on this machine (the first `make up` trains it): it is "
             "served as soon as its build has passed its quality gates, in minutes; retry later")
 
+    async def healthy(self) -> bool:
+        raise self.refusal()
+
     def load(self) -> bool:
+        # KServe's own `load` would mark the model ready.
         raise self.refusal()
 
     def get_input_types(self) -> list[dict]:

@@ -13,7 +13,6 @@ from kserve import InferRequest
 from kserve.protocol.dataplane import DataPlane
 
 from .binary_request import decode_binary_request
-from .building import ModelBeingBuilt
 from .errors import NotFound
 
 logger = logging.getLogger("duet.server")
@@ -59,8 +58,6 @@ class BinarySafeDataPlane(DataPlane):
         it serves (`DuetModel.predictor_model`, e.g. mammo_detector), not the public name in the URL
         (mammography), which Triton does not know: KServe's own check would answer 'not ready' forever."""
         model = self.model_registry.get_model(model_name)
-        if isinstance(model, ModelBeingBuilt):
-            raise model.refusal()
         predictor_model = getattr(model, "predictor_model", None)
         config = self.predictor_config
         if (predictor_model is None or disable_predictor_health_check

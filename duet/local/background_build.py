@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers_pre import registry
+
 from ..paths import ROOT
 from .stack import DIE_WITH_PARENT, LocalStack, kill_process_group
 
@@ -50,8 +52,6 @@ class BackgroundBuild:
     its output in `log` and its events read back with `poll()`."""
 
     def __init__(self, repository: Path, run_dir: Path, models: list[str], quick: bool = False) -> None:
-        from transformers_pre import registry
-
         self.log = run_dir / "build.log"
         self.events_file = run_dir / "build-events.jsonl"
         self.command = [
@@ -122,8 +122,6 @@ Say = Callable[[str, str], None]  # (level, message)
 
 def announce(job: BackgroundBuild, events: list[BuildEvent], say: Say) -> None:
     """Tell the person at `duet up` what the build is doing, one line per event."""
-    from transformers_pre import registry
-
     for event in events:
         if event.kind == "building":
             minutes = registry.model(event.model).first_build_minutes

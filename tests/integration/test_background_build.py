@@ -71,24 +71,33 @@ def _scraped_jobs(port: int, must_have: str) -> set[str]:
         time.sleep(0.5)
 
 
-def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) -> None:
+def _start_duet_up_build(tmp_path: Path, ports: list[int], *flags: str) -> tuple[subprocess.Popen, Path, Path]:
+    """`duet up --build --quick-build` on a repository with nothing built and an empty build cache (both models
+    really build, as on a fresh machine), on `ports` (REST, gRPC, Triton's REST, gRPC and metrics), its output to
+    a file; returns the process, that file and the repository."""
     repository = _committed_repository(tmp_path / "repository")
-    run_dir = tmp_path / "run"
-    http, grpc, t_http, t_grpc, t_metrics, dimse, gateway_http, prometheus_port = free_ports(8)
-    # With Debian's Prometheus, the local one too: it must scrape the gateway once, and only once, it runs.
-    prometheus = ["--prometheus", f"--prometheus-port={prometheus_port}"] if shutil.which("prometheus") else []
+    http, grpc, t_http, t_grpc, t_metrics = ports
     stdout = tmp_path / "stdout"
     with stdout.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "duet.cli", "up", "--build", "--quick-build", "--predictor=triton",
+            [sys.executable, "-m", "duet.cli", "up", "--build", "--quick-build",
              f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
-             f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--gateway-port={dimse}",
-             f"--gateway-http-port={gateway_http}", f"--run-dir={run_dir}", f"--model-repository={repository}",
-             *prometheus],
+             f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={tmp_path / 'run'}",
+             f"--model-repository={repository}", *flags],
             stdout=output, stderr=subprocess.STDOUT, cwd=ROOT,
-            # An empty build cache: both models really build, as on a fresh machine.
             env={**os.environ, "PYTHONPATH": str(ROOT), "DUET_CACHE_DIR": str(tmp_path / "cache")},
         )
+    return process, stdout, repository
+
+
+def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) -> None:
+    *stack_ports, dimse, gateway_http, prometheus_port = free_ports(8)
+    # With Debian's Prometheus, the local one too: it must scrape the gateway once, and only once, it runs.
+    prometheus = ["--prometheus", f"--prometheus-port={prometheus_port}"] if shutil.which("prometheus") else []
+    process, stdout, repository = _start_duet_up_build(
+        tmp_path, stack_ports, "--predictor=triton", f"--gateway-port={dimse}", f"--gateway-http-port={gateway_http}",
+        *prometheus)
+    http = stack_ports[0]
     url = f"http://127.0.0.1:{http}"
     try:
         first = _wait_for(stdout, process, lambda e: e.get("message") == "duet is up", "first 'duet is up'")
@@ -129,19 +138,7 @@ def test_duet_up_build_serves_each_model_as_soon_as_it_is_built(tmp_path: Path) 
 
 
 def test_duet_up_build_stops_the_build_when_stopped_before_anything_is_served(tmp_path: Path) -> None:
-    repository = _committed_repository(tmp_path / "repository")
-    run_dir = tmp_path / "run"
-    http, grpc, t_http, t_grpc, t_metrics = free_ports(5)
-    stdout = tmp_path / "stdout"
-    with stdout.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "duet.cli", "up", "--build", "--quick-build", "--no-gateway",
-             f"--http-port={http}", f"--grpc-port={grpc}", f"--triton-http-port={t_http}",
-             f"--triton-grpc-port={t_grpc}", f"--triton-metrics-port={t_metrics}", f"--run-dir={run_dir}",
-             f"--model-repository={repository}"],
-            stdout=output, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "DUET_CACHE_DIR": str(tmp_path / "cache")},
-        )
+    process, stdout, repository = _start_duet_up_build(tmp_path, free_ports(5), "--no-gateway")
     _wait_for(stdout, process, lambda e: str(e.get("message", "")).startswith("sentiment: building"),
               "sentiment build start")
     build = descendants(process.pid)

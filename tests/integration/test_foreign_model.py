@@ -56,12 +56,8 @@ def foreign_stack(
         predictor=request.param,
         models=("mammography",),
     )
-    stack = LocalStack(config, say=lambda message: None)
-    stack.start()
-    try:
+    with LocalStack(config, say=lambda message: None) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def outputs_of(reply: httpx.Response) -> dict[str, dict]:

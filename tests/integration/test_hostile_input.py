@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from dicom_edits import dicom_bytes, edited
 from pydicom import dcmread
 from pydicom.data import get_testdata_files
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -58,23 +59,6 @@ class Case:
     blob: bytes
     statuses: frozenset[int]  # what is acceptable; always 4xx, plus 200 where the file is a valid image after all
     message: str = ""  # a fragment the error must hold
-
-
-def _save(ds: Dataset, *, part10: bool = True) -> bytes:
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=part10, implicit_vr=None if part10 else True,
-               little_endian=None if part10 else True)
-    return buffer.getvalue()
-
-
-def _edited(image: SynthImage, **attributes: object) -> bytes:
-    ds = dcmread(BytesIO(image.to_bytes()))
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    return _save(ds)
 
 
 def _explicit_element(group: int, element: int, vr: bytes, value_length: int) -> bytes:
@@ -115,7 +99,7 @@ def _with_codestream(image: SynthImage, codestream: bytes, **attributes: object)
     ds.PixelData = encapsulate([codestream])
     for keyword, value in attributes.items():
         setattr(ds, keyword, value)
-    return _save(ds)
+    return dicom_bytes(ds)
 
 
 def hostile_corpus(good: SynthImage, j2k: SynthImage, lut: SynthImage) -> list[Case]:
@@ -148,30 +132,30 @@ def hostile_corpus(good: SynthImage, j2k: SynthImage, lut: SynthImage) -> list[C
     bad = frozenset(range(400, 500))
     return [
         Case("no preamble", blob[128:], bad, "not a DICOM image"),
-        Case("no file meta", _save(no_meta, part10=False), frozenset({200})),  # read with force: a valid image
+        Case("no file meta", dicom_bytes(no_meta, part10=False), frozenset({200})),  # read with force: a valid image
         Case("missing transfer syntax", missing_syntax_blob.getvalue(), bad, "Transfer Syntax"),
-        Case("wrong VR", _save(wrong_vr), bad, "malformed"),
+        Case("wrong VR", dicom_bytes(wrong_vr), bad, "malformed"),
         Case("truncated native pixel data", blob[: len(blob) // 2], bad, "fewer than one 256 x 208 frame"),
         Case("truncated compressed pixel data", j2k.to_bytes()[: len(j2k.to_bytes()) - 2000], bad),
-        Case("zero-length PixelData", _save(zero_pixels), bad, "fewer than one 256 x 208 frame"),
-        Case("BitsStored > BitsAllocated", _edited(good, BitsStored=20), bad, "BitsStored 20"),
+        Case("zero-length PixelData", dicom_bytes(zero_pixels), bad, "fewer than one 256 x 208 frame"),
+        Case("BitsStored > BitsAllocated", edited(good, BitsStored=20), bad, "BitsStored 20"),
         Case("PixelRepresentation contradicts the J2K stream",
              _with_codestream(j2k, codestream, PixelRepresentation=1), bad, "PixelRepresentation"),
         Case("J2K codestream larger than Rows x Columns", _with_codestream(j2k, codestream, Rows=64, Columns=52), bad),
-        Case("missing window", _edited(good, WindowCenter=None, WindowWidth=None), frozenset({200})),  # fallback
-        Case("window width 0", _edited(good, WindowWidth=0), bad, "Window Width 0"),
-        Case("non-numeric window", _save(non_numeric_window), bad, "are not numbers"),
-        Case("VOI LUT of 99 bits per entry", _save(bad_lut), bad, "99 bits per entry"),
-        Case("Modality LUT of 99 bits per entry", _save(bad_modality_lut), bad, "LUT cannot be applied"),
-        Case("RGB", _edited(good, PhotometricInterpretation="RGB", SamplesPerPixel=3), bad, "RGB"),
-        Case("YBR", _edited(good, PhotometricInterpretation="YBR_FULL", SamplesPerPixel=3), bad, "YBR_FULL"),
-        Case("FOR PROCESSING", _edited(good, PresentationIntentType="FOR PROCESSING"), bad, "for processing"),
-        Case("tomosynthesis", _edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.13.1.3", NumberOfFrames=50),
+        Case("missing window", edited(good, WindowCenter=None, WindowWidth=None), frozenset({200})),  # fallback
+        Case("window width 0", edited(good, WindowWidth=0), bad, "Window Width 0"),
+        Case("non-numeric window", dicom_bytes(non_numeric_window), bad, "are not numbers"),
+        Case("VOI LUT of 99 bits per entry", dicom_bytes(bad_lut), bad, "99 bits per entry"),
+        Case("Modality LUT of 99 bits per entry", dicom_bytes(bad_modality_lut), bad, "LUT cannot be applied"),
+        Case("RGB", edited(good, PhotometricInterpretation="RGB", SamplesPerPixel=3), bad, "RGB"),
+        Case("YBR", edited(good, PhotometricInterpretation="YBR_FULL", SamplesPerPixel=3), bad, "YBR_FULL"),
+        Case("FOR PROCESSING", edited(good, PresentationIntentType="FOR PROCESSING"), bad, "for processing"),
+        Case("tomosynthesis", edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.13.1.3", NumberOfFrames=50),
              bad, "Tomosynthesis"),
-        Case("non-MG modality", _edited(good, Modality="US"), bad, "Modality is 'US'"),
+        Case("non-MG modality", edited(good, Modality="US"), bad, "Modality is 'US'"),
         Case("65535 x 65535 compressed", _with_codestream(j2k, codestream, Rows=65535, Columns=65535), bad,
              "65535 x 65535"),
-        Case("NumberOfFrames=1000", _edited(good, NumberOfFrames=1000), bad, "multi-frame (1000 frames"),
+        Case("NumberOfFrames=1000", edited(good, NumberOfFrames=1000), bad, "multi-frame (1000 frames"),
         Case("deflate bomb", _deflate_bomb(good), bad, "inflates to more than"),
         Case("random-bytes J2K stream", _with_codestream(j2k, rng.bytes(len(codestream))), bad),
         Case("executable preamble (PE)", b"MZ\x90\x00" + bytes(124) + blob[128:], bad, "executable"),
@@ -244,7 +228,7 @@ def _relabelled_as_mammogram(blob: bytes) -> bytes | None:
         ds = dcmread(BytesIO(blob), force=True)
         ds.Modality = "MG"
         ds.ImageLaterality, ds.ViewPosition = "L", "CC"
-        return _save(ds, part10="TransferSyntaxUID" in getattr(ds, "file_meta", {}))
+        return dicom_bytes(ds, part10="TransferSyntaxUID" in getattr(ds, "file_meta", {}))
     except Exception:  # noqa: BLE001 - some test files are deliberately broken beyond rewriting
         return None
 

@@ -28,12 +28,8 @@ def two_worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
     config = StackConfig(model_repository=model_repository(), run_dir=tmp_path_factory.mktemp("workers"),
                          http_port=http, grpc_port=grpc, triton=TritonPorts(t_http, t_grpc, t_metrics),
                          predictor="onnxruntime", models=("sentiment",), workers=WORKERS)
-    stack = LocalStack(config, say=lambda message: None)
-    stack.start()
-    try:
+    with LocalStack(config, say=lambda message: None) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _headline(text: str) -> dict:

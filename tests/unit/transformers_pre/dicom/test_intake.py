@@ -7,8 +7,8 @@ from io import BytesIO
 
 import numpy as np
 import pytest
+from dicom_edits import dicom_bytes, edited
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
 
@@ -25,23 +25,6 @@ SIZE = {"rows": 128, "columns": 104}
 @pytest.fixture(scope="module")
 def good() -> SynthImage:
     return synth_image(21, degraded=False, **SIZE)
-
-
-def _bytes(ds: Dataset, *, part10: bool = True) -> bytes:
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=part10, implicit_vr=None if part10 else True,
-               little_endian=None if part10 else True)
-    return buffer.getvalue()
-
-
-def _edited(image: SynthImage, **attributes: object) -> bytes:
-    ds = dcmread(BytesIO(image.to_bytes()))
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    return _bytes(ds)
 
 
 def reject(good: SynthImage, bad: bytes, error: type[DuetError], match: str,
@@ -79,7 +62,7 @@ def test_missing_part10_header_is_tolerated_when_force_reading_gives_an_image(go
     ds = dcmread(BytesIO(good.to_bytes()))
     del ds.file_meta
     ds.preamble = None
-    blob = _bytes(ds, part10=False)
+    blob = dicom_bytes(ds, part10=False)
     assert blob[128:132] != b"DICM"
     header = read_header(blob, 0, DicomSettings())
     assert header.forced and header.transfer_syntax == ImplicitVRLittleEndian
@@ -88,35 +71,35 @@ def test_missing_part10_header_is_tolerated_when_force_reading_gives_an_image(go
 
 
 def test_missing_sop_instance_uid(good: SynthImage) -> None:
-    reject(good, _edited(good, SOPInstanceUID=None), BadRequest, "missing SOPInstanceUID")
+    reject(good, edited(good, SOPInstanceUID=None), BadRequest, "missing SOPInstanceUID")
 
 
 def test_modality_not_mg(good: SynthImage) -> None:
-    reject(good, _edited(good, Modality="CT"), Unprocessable, "Modality is 'CT'")
+    reject(good, edited(good, Modality="CT"), Unprocessable, "Modality is 'CT'")
 
 
 def test_for_processing_sop_class(good: SynthImage) -> None:
-    reject(good, _edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.1.2.1"), Unprocessable, "for processing")
+    reject(good, edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.1.2.1"), Unprocessable, "for processing")
 
 
 def test_for_processing_presentation_intent(good: SynthImage) -> None:
-    reject(good, _edited(good, PresentationIntentType="FOR PROCESSING"), Unprocessable, "for processing")
+    reject(good, edited(good, PresentationIntentType="FOR PROCESSING"), Unprocessable, "for processing")
 
 
 def test_photometric_not_monochrome(good: SynthImage) -> None:
-    reject(good, _edited(good, PhotometricInterpretation="RGB"), Unprocessable, "Photometric Interpretation 'RGB'")
+    reject(good, edited(good, PhotometricInterpretation="RGB"), Unprocessable, "Photometric Interpretation 'RGB'")
 
 
 def test_samples_per_pixel(good: SynthImage) -> None:
-    reject(good, _edited(good, SamplesPerPixel=3), Unprocessable, "SamplesPerPixel is 3")
+    reject(good, edited(good, SamplesPerPixel=3), Unprocessable, "SamplesPerPixel is 3")
 
 
 def test_bits_stored_above_bits_allocated(good: SynthImage) -> None:
-    reject(good, _edited(good, BitsStored=17), BadRequest, "BitsStored 17")
+    reject(good, edited(good, BitsStored=17), BadRequest, "BitsStored 17")
 
 
 def test_bits_allocated_32(good: SynthImage) -> None:
-    reject(good, _edited(good, BitsAllocated=32), Unprocessable, "BitsAllocated 32")
+    reject(good, edited(good, BitsAllocated=32), Unprocessable, "BitsAllocated 32")
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +116,11 @@ def test_columns_over_cap(good: SynthImage, larger: bytes) -> None:
 
 
 def test_multi_frame_is_unprocessable(good: SynthImage) -> None:
-    reject(good, _edited(good, NumberOfFrames=2), Unprocessable, r"multi-frame \(2 frames")
+    reject(good, edited(good, NumberOfFrames=2), Unprocessable, r"multi-frame \(2 frames")
 
 
 def test_tomosynthesis_is_unprocessable(good: SynthImage) -> None:
-    tomosynthesis = _edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.13.1.3", NumberOfFrames=60)
+    tomosynthesis = edited(good, SOPClassUID="1.2.840.10008.5.1.4.1.1.13.1.3", NumberOfFrames=60)
     reject(good, tomosynthesis, Unprocessable, "Breast Tomosynthesis")
 
 
@@ -146,7 +129,7 @@ def test_file_size_over_cap(good: SynthImage, larger: bytes) -> None:
 
 
 def test_huge_header_is_refused_before_any_allocation(good: SynthImage) -> None:
-    blob = _edited(good, Rows=65535, Columns=65535)
+    blob = edited(good, Rows=65535, Columns=65535)
     tracemalloc.start()
     try:
         error = reject(good, blob, PayloadTooLarge, "65535 x 65535")
@@ -158,21 +141,21 @@ def test_huge_header_is_refused_before_any_allocation(good: SynthImage) -> None:
 
 
 def test_native_pixel_data_shorter_than_header(good: SynthImage) -> None:
-    reject(good, _edited(good, Rows=4000, Columns=4000), BadRequest, "fewer than one 4000 x 4000 frame")
+    reject(good, edited(good, Rows=4000, Columns=4000), BadRequest, "fewer than one 4000 x 4000 frame")
 
 
 def test_unsupported_transfer_syntax_is_named(good: SynthImage) -> None:
     ds = dcmread(BytesIO(good.to_bytes()))
     ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9"])
     ds.file_meta.TransferSyntaxUID = JPEGExtended12Bit  # 12-bit JPEG: Pillow reads 8-bit samples only
-    error = reject(good, _bytes(ds), Unprocessable, "JPEG Extended \\(Process 2 and 4\\)")
+    error = reject(good, dicom_bytes(ds), Unprocessable, "JPEG Extended \\(Process 2 and 4\\)")
     assert "JPEG 2000" in str(error)  # the message lists what is supported
 
 
 def _deflated(image: SynthImage) -> bytes:
     ds = dcmread(BytesIO(image.to_bytes()))
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    return _bytes(ds)
+    return dicom_bytes(ds)
 
 
 def test_deflated_within_the_cap_is_read_and_decoded(good: SynthImage) -> None:
@@ -195,13 +178,13 @@ def test_corrupt_deflate_stream(good: SynthImage) -> None:
 
 
 def test_no_native_pixel_data_is_400_at_intake(good: SynthImage) -> None:
-    reject(good, _edited(good, PixelData=None), BadRequest, "fewer than one 128 x 104 frame")
+    reject(good, edited(good, PixelData=None), BadRequest, "fewer than one 128 x 104 frame")
 
 
 def test_no_compressed_pixel_data_is_400_at_decode() -> None:
     ds = synth_image(22, syntax="j2k", **SIZE).dataset
     del ds.PixelData
-    blob = _bytes(ds)
+    blob = dicom_bytes(ds)
     header = read_header(blob, 1, DicomSettings())
     with pytest.raises(BadRequest, match="image 1: the file has no Pixel Data"):
         decode_pixels(blob, header.transfer_syntax, 1)
@@ -212,7 +195,7 @@ def test_corrupt_jpeg2000_stream_is_400_at_decode() -> None:
     codestream = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
     codestream[2:80] = b"\x00" * 78  # the main header (SIZ, COD) is gone
     ds.PixelData = encapsulate([bytes(codestream)])
-    blob = _bytes(ds)
+    blob = dicom_bytes(ds)
     header = read_header(blob, 2, DicomSettings())
     with pytest.raises(BadRequest, match="image 2: pixel data cannot be decoded as JPEG 2000"):
         decode_pixels(blob, header.transfer_syntax, 2)
